@@ -1,0 +1,135 @@
+"Checks of r1_ref.grpo against an independent, loop-by-loop implementation and finite differences."
+import math
+import pytest
+import torch
+from r1_ref.grpo import group_advantages, grpo_loss, grpo_sequence_loss, aggregate, k3_kl, LOSS_TYPES
+
+
+def naive_advantages(rewards, G):
+    "Python-loop advantages: sample std over the judged rewards of each group, 0 for unjudged ones."
+    out = []
+    for g in range(0, len(rewards), G):
+        grp = rewards[g:g + G]
+        ok = [r for r in grp if r is not None]
+        mean = sum(ok) / len(ok) if ok else 0.0
+        std = math.sqrt(sum((r - mean) ** 2 for r in ok) / (len(ok) - 1)) if len(ok) > 1 else 0.0
+        out += [0.0 if r is None else (r - mean) / (std + 1e-4) for r in grp]
+    return out
+
+
+def naive_loss(logps, old, adv, mask, ref, beta, eps_lo, eps_hi, loss_type, L):
+    "The GRPO loss written token by token with Python loops and scalar torch ops."
+    B, T = logps.shape
+    seq_losses, total, ntok = [], 0.0, 0
+    for i in range(B):
+        s, n = 0.0, 0
+        for t in range(T):
+            if mask[i, t] == 0: continue
+            rho = torch.exp(logps[i, t] - old[i, t])
+            a = adv[i]
+            obj = torch.minimum(rho * a, torch.clamp(rho, 1 - eps_lo, 1 + eps_hi) * a)
+            d = ref[i, t] - logps[i, t]
+            s = s + (-obj + beta * (torch.exp(d) - d - 1))
+            n += 1
+        seq_losses.append(s / max(n, 1))
+        total = total + s
+        ntok += n
+    if loss_type == "grpo": return sum(seq_losses) / B
+    if loss_type in ("dapo", "bnpo"): return total / ntok
+    return total / (B * L)
+
+
+def random_batch(seed, B=6, T=7, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(B, T, 5, generator=g, dtype=dtype)
+    tok = torch.randint(0, 5, (B, T), generator=g)
+    lp = lambda x: x.log_softmax(-1).gather(2, tok[..., None])[..., 0]
+    old = lp(logits + 0.3 * torch.randn(B, T, 5, generator=g, dtype=dtype))
+    ref = lp(logits + 0.3 * torch.randn(B, T, 5, generator=g, dtype=dtype))
+    lens = torch.randint(1, T + 1, (B,), generator=g)
+    mask = (torch.arange(T)[None] < lens[:, None]).long()
+    rewards = torch.randint(0, 2, (B,), generator=g).double()
+    return logits.requires_grad_(), tok, old, ref, mask, rewards
+
+
+def test_advantages_match_naive():
+    rewards = [1., 0., None, 0.5, 2., 2., 2., 2., None, None, 3., None]
+    got = group_advantages(rewards, 4)
+    want = naive_advantages(rewards, 4)
+    assert torch.allclose(got, torch.tensor(want, dtype=torch.float32), atol=1e-5)
+    assert not torch.isnan(got).any()
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+@pytest.mark.parametrize("eps_hi", [None, 0.28])
+def test_loss_and_grad_match_naive_loop(loss_type, eps_hi):
+    logits, tok, old, ref, mask, rewards = random_batch(0)
+    adv = group_advantages(rewards, 3).double()
+    lp = lambda: logits.log_softmax(-1).gather(2, tok[..., None])[..., 0]
+    loss, stats = grpo_loss(lp(), old, adv, mask, ref, beta=0.04, epsilon=0.2, epsilon_high=eps_hi,
+                            loss_type=loss_type, max_completion_length=9)
+    g_vec, = torch.autograd.grad(loss, logits)
+    want = naive_loss(lp(), old, adv, mask, ref, 0.04, 0.2, eps_hi or 0.2, loss_type, 9)
+    g_loop, = torch.autograd.grad(want, logits)
+    assert torch.allclose(loss, want, atol=1e-10)
+    assert torch.allclose(g_vec, g_loop, atol=1e-10)
+    assert g_vec.abs().sum() > 0
+    assert 0 < stats["clip"] < 1  # the random batch has clipped and unclipped tokens
+
+
+@pytest.mark.parametrize("loss_type", LOSS_TYPES)
+def test_gradcheck_finite_differences(loss_type):
+    _, _, old, ref, mask, rewards = random_batch(1, B=4, T=4)
+    adv = group_advantages(rewards, 2).double()
+    lp0 = old + 0.05 * torch.randn(old.shape, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    f = lambda x: grpo_loss(x, old, adv, mask, ref, beta=0.1, epsilon=0.3, loss_type=loss_type)[0]
+    assert torch.autograd.gradcheck(f, (lp0.clone().requires_grad_(),), eps=1e-6, atol=1e-5)
+
+
+def test_micro_batches_add_up_to_full_batch_gradient():
+    logits, tok, old, ref, mask, rewards = random_batch(3)
+    adv = group_advantages(rewards, 3).double()
+    lp = lambda sl: logits[sl].log_softmax(-1).gather(2, tok[sl][..., None])[..., 0]
+    for lt in LOSS_TYPES:
+        full, = torch.autograd.grad(grpo_loss(lp(slice(None)), old, adv, mask, ref, beta=0.01, loss_type=lt)[0], logits)
+        acc = torch.zeros_like(logits)
+        for sl in (slice(0, 2), slice(2, 6)):
+            l, _ = grpo_loss(lp(sl), old[sl], adv[sl], mask[sl], ref[sl], beta=0.01, loss_type=lt,
+                             max_completion_length=mask.shape[1], num_seqs=6, num_tokens=mask.sum())
+            acc += torch.autograd.grad(l, logits)[0]
+        assert torch.allclose(acc, full, atol=1e-12), lt
+
+
+def test_k3_nonnegative_and_zero_at_equality():
+    x = torch.randn(1000, dtype=torch.float64)
+    y = torch.randn(1000, dtype=torch.float64)
+    assert (k3_kl(x, y) >= 0).all()
+    assert torch.equal(k3_kl(x, x), torch.zeros_like(x))
+
+
+def test_sequence_loss_equals_token_loss_for_one_token_completions():
+    logits, tok, old, ref, mask, rewards = random_batch(4, T=1)
+    lp = logits.log_softmax(-1).gather(2, tok[..., None])[..., 0]
+    adv = group_advantages(rewards, 2).double()
+    a = grpo_sequence_loss(lp, old, adv, mask, ref, beta=0.01, epsilon=0.2)
+    b, _ = grpo_loss(lp, old, adv, mask, ref, beta=0.01, epsilon=0.2)
+    assert torch.allclose(a, b)
+
+
+def test_bad_inputs_name_the_argument():
+    lp = torch.zeros(4, 3); m = torch.ones(4, 3); a = torch.zeros(4)
+    cases = [
+        (lambda: grpo_loss(lp, torch.zeros(4, 2), a, m), "old_logps"),
+        (lambda: grpo_loss(lp, lp, a, torch.ones(3, 3)), "mask"),
+        (lambda: grpo_loss(lp, lp, a, m, torch.zeros(4, 4), beta=0.1), "ref_logps"),
+        (lambda: grpo_loss(lp, lp, torch.zeros(3), m), "advantages"),
+        (lambda: grpo_loss(lp, lp, a, m, loss_type="sum"), "loss_type"),
+        (lambda: grpo_loss(torch.zeros(4), torch.zeros(4), a, torch.ones(4)), "logps"),
+        (lambda: group_advantages([1., 0., 1.], 2), "group_size"),
+        (lambda: group_advantages([1., 0.], 0), "group_size"),
+        (lambda: group_advantages([1., 0.], 2, scale="rank"), "scale"),
+        (lambda: aggregate(lp, m, "mean"), "loss_type"),
+    ]
+    for fn, name in cases:
+        with pytest.raises(ValueError, match=name):
+            fn()
