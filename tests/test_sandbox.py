@@ -160,3 +160,16 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="code"): run_program(None)
     with pytest.raises(ValueError, match=r"tests\[1\]"): run_tests("print(1)", [dict(input="", output="1"), dict(input="")])
     with pytest.raises(ValueError, match="codes has 2"): run_tests_many(["a", "b"], [[]])
+
+
+def test_setup_failure_raises_instead_of_scoring_zero():
+    bad = Limits(nofile=1 << 40)   # above the kernel's maximum: setrlimit fails in the child
+    with pytest.raises(RuntimeError, match="could not set up"): run_program("print(1)", limits=bad)
+
+
+def test_without_uid_drop_limits_still_apply():
+    "The path taken when not root (here forced): rlimits, process group and wall clock only."
+    from r1_ref.sandbox import _run_as
+    r = _run_as("import time\nprint('x', flush=True)\nwhile True: time.sleep(1)", "", LIM, uid=None)
+    assert r.timed_out and r.stdout == "x\n" and r.uid is None and r.seconds < LIM.wall_s + SLACK
+    assert _run_as("x = bytearray(8 << 30)", "", LIM, uid=None).returncode == 1
