@@ -6,7 +6,7 @@ Docs: https://r1-ref.github.io/r1_ref/sandbox.html.md"""
 
 # %% ../nbs/02b_sandbox.ipynb #e44bda88
 from __future__ import annotations
-import inspect, json, os, pwd, queue, shutil, signal, subprocess, sys, tempfile, threading, time
+import fcntl, functools, inspect, json, os, pwd, shutil, signal, stat, subprocess, sys, tempfile, threading, time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 
@@ -29,31 +29,54 @@ class Limits:
 
 # %% ../nbs/02b_sandbox.ipynb #80b471e4
 UID_BASE = 64000   # first uid tried for sandboxed programs
-N_UIDS = 64        # size of the uid pool = the most programs that can run at once
-_uid_pool:queue.Queue|None = None
+N_UIDS = 256       # size of the uid pool = the most programs that can run at once on this machine
 _uid_lock = threading.Lock()
+_uid_fds:dict[int, int] = {}
+_uids_in_use:set[int] = set()
 
 def can_drop_privileges() -> bool:
     "Whether we run as root and can therefore run programs under a uid of their own."
     return os.geteuid() == 0
 
-def _free_uids(base:int=UID_BASE, n:int=N_UIDS) -> list[int]:
+@functools.lru_cache(maxsize=None)
+def _free_uids(base:int=UID_BASE, n:int=N_UIDS) -> tuple[int, ...]:
     "The first `n` uids from `base` on that no account uses."
     out, uid = [], base
     while len(out) < n:
         try: pwd.getpwuid(uid)
         except KeyError: out.append(uid)
         uid += 1
-    return out
+    return tuple(out)
 
-def _uids() -> queue.Queue:
-    "The process-wide pool of sandbox uids, created on first use."
-    global _uid_pool
+# %% ../nbs/02b_sandbox.ipynb #a2a3eca8
+def _lock_dir() -> str:
+    "A directory for the uid lock files that only root can enter (refusing one that someone else planted)."
+    d = os.path.join(tempfile.gettempdir(), "r1_ref-sandbox-uids")
+    try: os.mkdir(d, 0o700)
+    except FileExistsError: pass
+    st = os.lstat(d)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise RuntimeError(f"{d} must be a directory owned by uid {os.geteuid()} with mode 700")
+    return d
+
+def _acquire_uid() -> int:
+    "Take a sandbox uid that no thread or process on this machine is using; wait if all are taken."
+    while True:
+        with _uid_lock:
+            for uid in _free_uids():
+                if uid in _uids_in_use: continue
+                if uid not in _uid_fds: _uid_fds[uid] = os.open(os.path.join(_lock_dir(), str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+                try: fcntl.flock(_uid_fds[uid], fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError: continue
+                _uids_in_use.add(uid)
+                return uid
+        time.sleep(0.01)
+
+def _release_uid(uid:int):
+    "Give a sandbox uid back."
     with _uid_lock:
-        if _uid_pool is None:
-            _uid_pool = queue.Queue()
-            for u in _free_uids(): _uid_pool.put(u)
-    return _uid_pool
+        fcntl.flock(_uid_fds[uid], fcntl.LOCK_UN)
+        _uids_in_use.discard(uid)
 
 # %% ../nbs/02b_sandbox.ipynb #05482956
 def _launcher_main():
@@ -159,16 +182,16 @@ def _kill_uid(uid:int):
             except OSError: pass
         time.sleep(0.01)
 
-def processes_of_uid(uid:int) -> list[int]:
-    "Pids of live processes (zombies included) whose real uid is `uid`, read from /proc."
-    out = []
+def processes_of_uid(uid:int|None=None) -> list[int]:
+    "Pids of processes (zombies included) whose real uid is `uid` (default: any sandbox uid), read from /proc."
+    uids, out = ({uid} if uid is not None else set(_free_uids())), []
     for d in os.listdir("/proc"):
         if not d.isdigit(): continue
         try:
             with open(f"/proc/{d}/status") as f:
                 for line in f:
                     if line.startswith("Uid:"):
-                        if int(line.split()[1]) == uid: out.append(int(d))
+                        if int(line.split()[1]) in uids: out.append(int(d))
                         break
         except OSError: pass
     return out
@@ -214,9 +237,9 @@ def run_program(
     if not isinstance(stdin, str): raise ValueError(f"stdin must be a str, got {type(stdin).__name__}")
     lim = limits or Limits()
     if not can_drop_privileges(): return _run_as(code, stdin, lim, None)
-    pool = _uids(); uid = pool.get()
+    uid = _acquire_uid()
     try: return _run_as(code, stdin, lim, uid)
-    finally: pool.put(uid)
+    finally: _release_uid(uid)
 
 # %% ../nbs/02b_sandbox.ipynb #92430e91
 def sandbox_info() -> dict:

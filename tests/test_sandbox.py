@@ -7,7 +7,10 @@ import time
 
 import pytest
 
-from r1_ref.sandbox import (Limits, N_UIDS, _free_uids, can_drop_privileges, processes_of_uid, run_program,
+import subprocess
+import sys
+
+from r1_ref.sandbox import (Limits, _acquire_uid, _release_uid, can_drop_privileges, processes_of_uid, run_program,
                             run_tests, run_tests_many, sandbox_info)
 
 LIM = Limits(wall_s=2, cpu_s=2, memory_mb=256, fsize_mb=4)
@@ -17,7 +20,7 @@ root_only = pytest.mark.skipif(not can_drop_privileges(), reason="uid drop needs
 
 def leftovers():
     "Pids of any process still running (or unreaped) under a sandbox uid."
-    return [p for u in _free_uids(n=N_UIDS) for p in processes_of_uid(u)]
+    return processes_of_uid()
 
 
 @pytest.fixture(autouse=True)
@@ -173,3 +176,22 @@ def test_without_uid_drop_limits_still_apply():
     r = _run_as("import time\nprint('x', flush=True)\nwhile True: time.sleep(1)", "", LIM, uid=None)
     assert r.timed_out and r.stdout == "x\n" and r.uid is None and r.seconds < LIM.wall_s + SLACK
     assert _run_as("x = bytearray(8 << 30)", "", LIM, uid=None).returncode == 1
+
+
+@root_only
+def test_uids_are_exclusive_across_processes():
+    "A uid held by another process (say, another trainer rank) is not handed out here."
+    holder = subprocess.Popen([sys.executable, "-c", "from r1_ref.sandbox import _acquire_uid; import sys, time\n"
+                               "print(_acquire_uid(), flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        theirs = int(holder.stdout.readline())
+        mine = [_acquire_uid() for _ in range(3)]
+        assert theirs not in mine and len(set(mine)) == 3
+        for u in mine: _release_uid(u)
+    finally:
+        holder.stdin.close(); holder.wait()
+    import fcntl
+    from r1_ref.sandbox import _lock_dir
+    with open(os.path.join(_lock_dir(), str(theirs))) as f:   # the kernel released it when the holder exited
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
