@@ -1,0 +1,116 @@
+"GRPO trainer runs as a user runs them: the CLI, resume after kill -9, real-model code paths on the toy, bad input."
+import json, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+
+TINY = ["toy_pretrain_steps=30", "batch_size=16", "group_size=4", "micro_batch_size=8", "toy_train=64", "toy_eval=8",
+        "max_new_tokens=48", "progress=false"]
+TIME_KEYS = ("time_rollout", "time_reward_adv", "time_update", "time_step")
+
+
+@pytest.fixture(scope="module")
+def toy_cache(tmp_path_factory):
+    "A toy base model built once for the module (30 pretraining steps: plumbing, not learning)."
+    from r1_ref.toy import toy_base_model
+    d = tmp_path_factory.mktemp("toy")
+    toy_base_model(d, steps=30, progress=False)
+    return d
+
+
+def r1ref(*args, timeout=600, **kw):
+    return subprocess.run(["r1-ref", *args], capture_output=True, text=True, timeout=timeout, **kw)
+
+
+def metrics(path):
+    rows = [json.loads(l) for l in Path(path).read_text().splitlines() if l.strip()]
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]
+
+
+def test_kill9_then_resume_reproduces_metrics(toy_cache, tmp_path):
+    common = [*TINY, f"toy_cache={toy_cache}", "steps=6", "save_steps=2", "mu=2", "beta=0.01"]
+    full = r1ref("train", *common, f"output_dir={tmp_path}/full")
+    assert full.returncode == 0, full.stderr[-2000:]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(["r1-ref", "train", *common, f"output_dir={out}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (out / "checkpoint-000004" / "trainer_state.pt").exists():
+        assert proc.poll() is None and time.time() < deadline, "run ended before its step-4 checkpoint"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL); proc.wait()
+    resumed = r1ref("train", *common, f"output_dir={out}", "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    a, b = metrics(tmp_path / "full" / "metrics.jsonl"), metrics(out / "metrics.jsonl")
+    assert [r["step"] for r in b] == list(range(7))
+    assert a == b
+
+
+def test_real_model_recipe_code_path_on_toy_model(toy_cache, tmp_path):
+    "configs/qwen2.5-0.5b-gsm8k.yaml with the toy model (given a chat template) and a local GSM8K-format file."
+    from transformers import AutoTokenizer
+    model_dir = tmp_path / "model"
+    tok = AutoTokenizer.from_pretrained(toy_cache / "base")
+    tok.chat_template = "{% for m in messages %}{% if m['role'] == 'user' %}User: {{ m['content'] }}. Assistant:{% endif %}{% endfor %}"
+    tok.save_pretrained(model_dir)
+    from transformers import AutoModelForCausalLM
+    AutoModelForCausalLM.from_pretrained(toy_cache / "base").save_pretrained(model_dir)
+    data = tmp_path / "gsm8k.jsonl"
+    data.write_text("".join(json.dumps({"question": f"{a}+{a}", "answer": f"Double it.\n#### {2 * a}"}) + "\n" for a in range(10, 30)))
+    recipe = Path(__file__).parents[1] / "configs" / "qwen2.5-0.5b-gsm8k.yaml"
+    res = r1ref("train", str(recipe), f"model={model_dir}", f"dataset={data}", "eval_split=null", "steps=2",
+                "batch_size=16", "group_size=4", "mini_batch_size=8", "micro_batch_size=4", "max_new_tokens=16",
+                "mixed_precision=no", f"output_dir={tmp_path}/run", "progress=false")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 1, 2] and "kl" in rows[-1]
+    assert (tmp_path / "run" / "checkpoint-000002" / "model.safetensors").exists()
+    assert (tmp_path / "run" / "curves.png").exists()
+
+
+def test_toy_model_loads_by_path(toy_cache):
+    from r1_ref.trainer import load_policy
+    tok, model = load_policy(str(toy_cache / "base"))
+    assert type(model).__name__ == "Qwen2ForCausalLM" and tok.convert_tokens_to_ids("<think>") != tok.unk_token_id
+
+
+@pytest.mark.parametrize("args,message", [
+    (["grup_size=4"], "unknown config key 'grup_size'"),
+    (["batch_size=30", "group_size=8"], "batch_size"),
+    (["model=/nonexistent/model"], "/nonexistent/model"),
+    (["loss_type=ppo"], "loss_type"),
+    (["/no/such/config.yaml"], "does not exist"),
+])
+def test_bad_config_one_clear_error(args, message, tmp_path):
+    res = r1ref("train", *args, f"output_dir={tmp_path}", timeout=120)
+    assert res.returncode != 0
+    assert message in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+
+
+def test_dataset_row_without_answer(tmp_path):
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"prompt": "1+1", "answer": "2"}) + "\n" + json.dumps({"prompt": "2+2"}) + "\n")
+    res = r1ref("train", f"dataset={data}", "eval_split=null", f"output_dir={tmp_path}/o", "toy_pretrain_steps=1", f"toy_cache={tmp_path}", timeout=300)
+    assert res.returncode != 0 and "train row 1 has no 'answer'" in res.stderr, res.stderr[-1500:]
+
+
+def test_nan_loss_stops_clearly_and_keeps_last_checkpoint(toy_cache, tmp_path, monkeypatch):
+    import r1_ref.trainer as T
+    cfg = T.load_config(overrides=[*TINY, f"toy_cache={toy_cache}", "steps=4", "save_steps=1", f"output_dir={tmp_path}"])
+    tr = T.GRPOTrainer(cfg)
+    real = T.grpo_loss
+    def poisoned(*a, **k):
+        loss, st = real(*a, **k)
+        return (loss * float("nan") if tr.step >= 2 else loss), st
+    monkeypatch.setattr(T, "grpo_loss", poisoned)
+    with pytest.raises(T.NonFiniteLoss, match="step 2"):
+        tr.train()
+    ck = T.latest_checkpoint(tmp_path)
+    assert ck.name == "checkpoint-000002"
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(ck)
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+
+
+def test_toy_preset_file_is_the_default_config():
+    from r1_ref.trainer import load_config
+    assert load_config(Path(__file__).parents[1] / "configs" / "toy_r1_zero.yaml") == load_config()
