@@ -57,7 +57,7 @@ def test_summarize():
     assert s["problems"] == 3 and s["samples"] == 4 and s["unjudged"] == 4
     assert s["pass@1"] == pytest.approx((0.5 + 0.25 + 0) / 3)
     assert s["pass@4"] == pytest.approx(2 / 3) and s["cons@4"] == pytest.approx(1 / 3)
-    assert s["mean_length"] == 4 and s["format"] == 1 and s["truncated"] == 0
+    assert s["mean_length"] == 4 and s["format"] == 1 and s["truncated"] == 0 and "cons@1" not in s
     with pytest.raises(ValueError, match=r"k=\[5\]"): E.summarize(recs, ks=(5,))
     with pytest.raises(ValueError, match="same number of samples"): E.summarize(recs[1:])
     with pytest.raises(ValueError, match="no records"): E.summarize([])
