@@ -4,17 +4,17 @@ from pathlib import Path
 import pytest
 import torch
 
-TINY = ["toy_pretrain_steps=30", "batch_size=16", "group_size=4", "micro_batch_size=8", "toy_train=64", "toy_eval=8",
+TINY = ["toy_pretrain_steps=10", "batch_size=16", "group_size=4", "micro_batch_size=8", "toy_train=64", "toy_eval=8",
         "max_new_tokens=48", "progress=false"]
 TIME_KEYS = ("time_rollout", "time_reward_adv", "time_update", "time_step")
 
 
 @pytest.fixture(scope="module")
 def toy_cache(tmp_path_factory):
-    "A toy base model built once for the module (30 pretraining steps: plumbing, not learning)."
+    "A toy base model built once for the module (10 pretraining steps: plumbing, not learning)."
     from r1_ref.toy import toy_base_model
     d = tmp_path_factory.mktemp("toy")
-    toy_base_model(d, steps=30, progress=False)
+    toy_base_model(d, steps=10, progress=False)
     return d
 
 
