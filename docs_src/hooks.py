@@ -5,7 +5,7 @@
 - one API page per public module of `r1_ref/` (`r1_ref/*.py` not starting with `_`), rendered by mkdocstrings.
 Notebooks are copied with their stored outputs and cleaned the way nbdev's docs are: `#| hide` cells dropped,
 directive lines removed, `.ipynb` links pointed at the rendered pages.
-`on_post_build` copies a MathJax (from the `jupyter-server-mathjax` wheel) into the site, so math renders offline.
+`on_post_build` copies MathJax 3 (from the `django-static-mathjax` wheel) into the site, so math renders offline.
 """
 from __future__ import annotations
 import json, re, shutil
@@ -125,9 +125,44 @@ def on_config(config, **kw):
     config["nav"] = generate(warn=log.info)
     return config
 
+_HEADING = re.compile(r"<h([1-6])[^>]*\bid=\"([^\"]+)\"")
+
+def on_page_content(html, page, **kw):
+    "Point a notebook page's table of contents at the heading ids nbconvert wrote (mkdocs-jupyter slugs headings with code differently)."
+    if not page.file.src_uri.endswith(".ipynb"): return html
+    headings = [(int(l), i) for l, i in _HEADING.findall(html)]
+    def walk(items):
+        for item in items:
+            k = next((n for n, (level, _) in enumerate(headings) if level == item.level), None)
+            if k is not None:
+                item.id = headings[k][1]; del headings[: k + 1]
+            walk(item.children)
+    walk(page.toc.items if page.toc else [])
+    return html
+
+# MathJax 3 (the `django-static-mathjax` wheel ships MathJax 3.2.2 unmodified) with SVG output: one script, no web fonts.
+# mkdocs-jupyter puts `<script src=custom_mathjax_url>` on every notebook page; that URL is this loader, which
+# configures MathJax for the notebooks' `$...$` / `$$...$$` and then loads tex-svg.js from next to itself.
+MATHJAX_LOADER = """window.MathJax = {
+  tex: {inlineMath: [['$', '$'], ['\\\\(', '\\\\)']], displayMath: [['$$', '$$'], ['\\\\[', '\\\\]']],
+        processEscapes: true, processEnvironments: true, tags: 'ams'},
+  svg: {fontCache: 'global'},
+  // mkdocs-jupyter keeps each cell's source in a hidden div.clipboard-copy-txt for the copy button: not math.
+  options: {ignoreHtmlClass: 'tex2jax_ignore|clipboard-copy-txt'}
+};
+(function () {
+  var s = document.createElement('script');
+  s.src = document.currentScript.src.replace(/load\\.js(\\?.*)?$/, 'tex-svg.js');
+  s.async = true;
+  document.head.appendChild(s);
+})();
+"""
+
 def on_post_build(config, **kw):
-    import jupyter_server_mathjax
-    src = Path(jupyter_server_mathjax.__file__).parent / "static"
+    import mathjax  # the django-static-mathjax wheel
+    src = Path(mathjax.__file__).parent / "static" / "mathjax"
     dst = Path(config["site_dir"]) / MATHJAX_DIR
-    if not (dst / "MathJax.js").exists():
-        shutil.copytree(src, dst, dirs_exist_ok=True)
+    if not (dst / "tex-svg.js").exists():
+        shutil.copytree(src / "es5", dst, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.woff"))
+        shutil.copy(src / "LICENSE", dst / "LICENSE")
+    (dst / "load.js").write_text(MATHJAX_LOADER, encoding="utf-8")
