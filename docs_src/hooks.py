@@ -114,7 +114,7 @@ def generate(warn=print) -> list:
         _write(GEN / "assets" / extra.name, extra.read_text(encoding="utf-8"), written)
     for f in GEN.rglob("*"):  # drop pages of notebooks/modules that are gone
         if f.is_file() and f not in written and not f.name.startswith("."): f.unlink()
-    return [{"Home": "index.ipynb"},
+    return ["index.ipynb",
             {"Chapters": [{nb_title(p): p.name} for p in nbs]},
             {"API reference": api}]
 
