@@ -158,6 +158,12 @@ MATHJAX_LOADER = """window.MathJax = {
 })();
 """
 
+def on_post_page(output, page, config, **kw):
+    "Markdown pages (the API reference: docstrings carry `$...$` math) get the same local MathJax as the notebooks."
+    if page.file.src_uri.endswith(".ipynb") or "</body>" not in output: return output
+    src = "../" * page.url.count("/") + f"{MATHJAX_DIR}/load.js"
+    return output.replace("</body>", f'<script src="{src}"></script>\n</body>', 1)
+
 def on_post_build(config, **kw):
     import mathjax  # the django-static-mathjax wheel
     src = Path(mathjax.__file__).parent / "static" / "mathjax"

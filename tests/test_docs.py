@@ -16,8 +16,9 @@ CHROMIUM = next((shutil.which(n) for n in ("chromium", "chromium-browser", "goog
 if CHROMIUM is None:
     pytest.skip("chromium is not installed (apt-get install chromium); .ci/run installs it", allow_module_level=True)
 
-sys.path.insert(0, str(ROOT / "docs_src"))
-import hooks  # noqa: E402  (docs_src/hooks.py: the list of chapters and modules the site is built from)
+import importlib.util  # noqa: E402
+_spec = importlib.util.spec_from_file_location("r1_ref_docs_hooks", ROOT / "docs_src" / "hooks.py")
+hooks = importlib.util.module_from_spec(_spec); _spec.loader.exec_module(hooks)  # the chapters and modules the site is built from
 
 
 class Tab:
@@ -203,6 +204,9 @@ def test_bandit_curve_and_equations_render(site):
     assert math["errors"] == 0 and not math["rawDisplay"] and not math["rawFrac"], math
     tab.js("document.querySelector('mjx-container[display=\"true\"]').scrollIntoView({block: 'center'})")
     tab.screenshot("01_grpo_equation")
+    tab.goto(base + "api/grpo.html")  # docstrings carry math too
+    assert tab.js("document.querySelectorAll('mjx-container').length") > 0
+    assert tab.js("document.querySelectorAll('[data-mjx-error]').length") == 0
 
 
 def test_search_finds_advantage(site):
