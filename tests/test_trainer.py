@@ -114,3 +114,13 @@ def test_nan_loss_stops_clearly_and_keeps_last_checkpoint(toy_cache, tmp_path, m
 def test_toy_preset_file_is_the_default_config():
     from r1_ref.trainer import load_config
     assert load_config(Path(__file__).parents[1] / "configs" / "toy_r1_zero.yaml") == load_config()
+
+
+def test_cold_and_cached_base_give_the_same_run(tmp_path):
+    "Building the toy base model consumes random numbers; the run after it must not depend on whether it was cached."
+    common = [*TINY, f"toy_cache={tmp_path}/cache", "steps=2", "save_steps=2"]
+    cold = r1ref("train", *common, f"output_dir={tmp_path}/cold")
+    cached = r1ref("train", *common, f"output_dir={tmp_path}/cached")
+    assert cold.returncode == 0 and cached.returncode == 0, cold.stderr[-1500:] + cached.stderr[-1500:]
+    assert "pretrained the toy base model" in cold.stdout and "pretrained the toy base model" not in cached.stdout
+    assert metrics(tmp_path / "cold" / "metrics.jsonl") == metrics(tmp_path / "cached" / "metrics.jsonl")
