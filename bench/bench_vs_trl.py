@@ -7,7 +7,7 @@ Both trainers get the same toy base model (runs/base), tokenizer, training/held-
 accuracy), G=8, 128 completions per step (16 questions), micro-batch 64 (TRL: per-device batch 64 x gradient
 accumulation 2 = one optimizer step per generation batch), max 64 new tokens, T=1.0, top-k off, top-p 1.0, lr 1e-4
 (5 warm-up steps then cosine to 0.1 lr), beta 0, epsilon 0.2, loss "dapo", fp32, no vLLM. Generation stops at
-`<eos>` or `</answer>` in both (TRL: `</answer>`'s id is added to the model's generation_config.eos_token_id, which
+`<eos>` or `</answer>` in both, both without gradient checkpointing (TRL's default is on; --trl-gradient-checkpointing keeps it) (TRL: `</answer>`'s id is added to the model's generation_config.eos_token_id, which
 TRL reads as its EOS ids, so its completion mask also ends there).
 
 Every measurement runs in its own subprocess (so peak RSS is per trainer), alternating r1_ref, TRL, r1_ref, TRL...;
@@ -100,7 +100,8 @@ def run_trl(mode, a):
                       learning_rate=LR, lr_scheduler_type="cosine_with_min_lr", lr_scheduler_kwargs={"min_lr_rate": 0.1},
                       warmup_steps=5, weight_decay=0.0, max_grad_norm=1.0, beta=0.0, epsilon=0.2, loss_type="dapo",
                       num_iterations=1, scale_rewards="group", max_steps=steps, logging_steps=1, save_strategy="no",
-                      report_to="none", seed=a.seed, disable_tqdm=True, dataloader_num_workers=0)
+                      report_to="none", seed=a.seed, disable_tqdm=True, dataloader_num_workers=0,
+                      gradient_checkpointing=a.trl_gradient_checkpointing)  # TRL defaults to True; r1_ref runs without
     rows, curve, state = [], [], {"t0": None, "train": 0.0}
 
     class Clock(TrainerCallback):
@@ -145,7 +146,7 @@ def worker(impl, mode, a):
 # ---------------------------------------------------------------- parent
 def spawn(impl, mode, a):
     cmd = [sys.executable, __file__, "--worker", impl, "--mode", mode, "--steps", str(a.steps), "--tta-cap", str(a.tta_cap),
-           "--target", str(a.target), "--eval-every", str(a.eval_every), "--threads", str(a.threads), "--seed", str(a.seed)]
+           "--target", str(a.target), "--eval-every", str(a.eval_every), "--threads", str(a.threads), "--seed", str(a.seed)] + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     res = [json.loads(l[7:]) for l in p.stdout.splitlines() if l.startswith("RESULT ")]
@@ -203,6 +204,8 @@ def main():
     ap.add_argument("--eval-every", type=int, default=5, help="evaluate every N steps in time-to-accuracy runs")
     ap.add_argument("--threads", type=int, default=2, help="torch threads in each worker")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--trl-gradient-checkpointing", action="store_true",
+                    help="keep TRL's default gradient checkpointing (r1_ref runs without; off by default for the same settings)")
     ap.add_argument("--json", default=None, help="write all worker results here")
     ap.add_argument("--plot", default=None, help="write a PNG plot here")
     ap.add_argument("--worker", choices=["r1_ref", "trl"], help=argparse.SUPPRESS)
