@@ -27,7 +27,7 @@ def main():
     step = med("time_step")
     print(f"r1_ref GRPO step on {platform.processor() or platform.machine()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; batch {cfg.batch_size} = {cfg.batch_size // cfg.group_size} questions x G={cfg.group_size}")
-    print(f"median over {a.steps} steps: step {step:.2f} s | rollout {med('time_rollout'):.2f} s | reward+adv {med('time_reward_adv'):.2f} s"
+    print(f"median over {a.steps} steps: step {step:.2f} s | rollout {med('time_rollout'):.2f} s | reward {med('time_reward'):.2f} s | old/ref log-probs {med('time_logps'):.2f} s"
           f" | update {med('time_update'):.2f} s")
     print(f"completions/s {cfg.batch_size / step:.1f} | tokens/s {med('tokens') / step:.0f} | mean completion {med('completion_len'):.1f} tokens"
           f" | peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")

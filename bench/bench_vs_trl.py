@@ -63,7 +63,7 @@ def run_r1(mode, a):
     for s in range(1, steps + 1):
         m = tr.train_step()
         t_train += m["time_step"]
-        rows.append({k: m[k] for k in ("time_step", "time_rollout", "time_reward_adv", "time_update", "completion_len", "reward")})
+        rows.append({k: m[k] for k in ("time_step", "time_rollout", "time_reward", "time_logps", "time_update", "completion_len", "reward")})
         if mode == "tta" and s % a.eval_every == 0:
             acc = evaluate(tr.policy); curve.append((s, t_train, acc))
             print(f"[r1_ref] step {s} train {t_train:.0f}s eval acc {acc:.2f}", file=sys.stderr, flush=True)
@@ -135,7 +135,7 @@ def worker(impl, mode, a):
         step = med("time_step"); clen = med("completion_len")
         out |= {"time_step": step, "completions_per_s": BATCH / step, "completion_len": clen,
                 "tokens_per_s": None if clen is None else BATCH * clen / step,
-                **{k: med(k) for k in ("time_rollout", "time_reward_adv", "time_update")}}
+                **{k: med(k) for k in ("time_rollout", "time_reward", "time_logps", "time_update")}}
     else:
         hit = next((c for c in curve if c[2] >= a.target), None)
         out |= {"reached": hit is not None, "tta_s": hit[1] if hit else None, "tta_steps": hit[0] if hit else None,
@@ -227,7 +227,7 @@ def main():
     r1 = [r for r in speed if r["impl"] == "r1_ref"]
     if r1 and r1[0].get("time_rollout") is not None:
         m = lambda k: statistics.median(r[k] for r in r1)
-        print(f"\nr1_ref step split (median): rollout {m('time_rollout'):.2f}s | reward+adv {m('time_reward_adv'):.2f}s | update {m('time_update'):.2f}s")
+        print(f"\nr1_ref step split (median): rollout {m('time_rollout'):.2f}s | reward {m('time_reward'):.2f}s | log-probs {m('time_logps'):.2f}s | update {m('time_update'):.2f}s")
     if a.json: Path(a.json).write_text(json.dumps({"env": env, "speed": speed, "tta": tta}, indent=1))
     if a.plot: plot(speed, tta, a.plot)
 

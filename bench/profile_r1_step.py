@@ -37,7 +37,7 @@ def main():
         prof.disable()
     med = lambda k: statistics.median(m[k] for m in ms)
     print(f"\nmedian of {a.steps} steps (under the profilers): step {med('time_step'):.2f}s | rollout {med('time_rollout'):.2f}s | "
-          f"reward+adv {med('time_reward_adv'):.2f}s | update {med('time_update'):.2f}s | completion_len {med('completion_len'):.1f} "
+          f"reward {med('time_reward'):.2f}s | log-probs {med('time_logps'):.2f}s | update {med('time_update'):.2f}s | completion_len {med('completion_len'):.1f} "
           f"(max {max(m['completion_len_max'] for m in ms)})")
     for key in ("cumulative", "tottime"):
         s = io.StringIO(); pstats.Stats(prof, stream=s).sort_stats(key).print_stats(a.top)

@@ -6,7 +6,7 @@ import torch
 
 TINY = ["toy_pretrain_steps=10", "batch_size=16", "group_size=4", "micro_batch_size=8", "toy_train=64", "toy_eval=8",
         "max_new_tokens=48", "progress=false"]
-TIME_KEYS = ("time_rollout", "time_reward_adv", "time_update", "time_step")
+TIME_KEYS = ("time_rollout", "time_reward", "time_logps", "time_update", "time_step")
 
 
 @pytest.fixture(scope="module")
