@@ -138,16 +138,18 @@ def toy_base_model(
     mix=DEFAULT_MIX,          # completion-style probabilities
     seed:int=0,               # initialisation and data seed
     progress:bool=True,       # show a progress bar
+    name:str="base",          # subdirectory of `out_dir`
+    model_kwargs:dict|None=None, # sizes passed to `build_model` (default: the standard toy)
 ) -> Path:                    # the directory to pass to `from_pretrained`
     "Path of the pretrained toy base model, building and caching it on first use."
-    path = Path(out_dir) / "base"
-    meta = dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3)
+    path = Path(out_dir) / name
+    meta = dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3) | ({"model": model_kwargs} if model_kwargs else {})
     if (path / "toy.json").exists() and json.loads((path / "toy.json").read_text()) == meta: return path
     tok = build_tokenizer()
-    model = build_model(tok, seed=seed)
+    model = build_model(tok, seed=seed, **(model_kwargs or {}))
     t0 = time.time()
     pretrain(model, tok, steps=steps, n_digits=n_digits, mix=mix, seed=seed, progress=progress)
-    tmp = path.with_name("base.tmp")
+    tmp = path.with_name(name + ".tmp")
     model.save_pretrained(tmp); tok.save_pretrained(tmp)
     (tmp / "toy.json").write_text(json.dumps(meta))
     if path.exists(): import shutil; shutil.rmtree(path)
