@@ -110,9 +110,10 @@ def grpo_loss(
     max_completion_length:int|None=None, # L_max for "dr_grpo"; defaults to `completion_len`
     num_seqs:int|None=None,     # full-batch sequence count when accumulating over micro-batches/ranks
     num_tokens:float|None=None, # full-batch token count for "bnpo"/"dapo" when accumulating
+    weights:Tensor|None=None,   # (batch, completion_len) constant per-token weights of the clipped term (importance weights)
 ) -> tuple[Tensor, dict]:  # scalar loss, diagnostics (0-d tensors, detached)
     "The GRPO loss: clipped surrogate per token plus $\\beta$·k3 KL, aggregated by `loss_type`."
-    _check_same_shape("logps", logps, old_logps=old_logps, mask=mask, ref_logps=ref_logps)
+    _check_same_shape("logps", logps, old_logps=old_logps, mask=mask, ref_logps=ref_logps, weights=weights)
     if advantages.shape != logps.shape[:1]:
         raise ValueError(f"advantages has shape {tuple(advantages.shape)}, expected ({logps.shape[0]},) — one per completion")
     if loss_type not in LOSS_TYPES: raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
@@ -120,6 +121,7 @@ def grpo_loss(
     A = advantages.to(logps.dtype).unsqueeze(1)
     ratio = torch.exp(logps - old_logps)
     per_token = -clipped_surrogate(ratio, A, epsilon, epsilon_high)
+    if weights is not None: per_token = per_token * weights.detach()
     kl = k3_kl(logps, ref_logps) if ref_logps is not None else None
     if beta > 0: per_token = per_token + beta * kl
     loss = aggregate(per_token, mask, loss_type, max_completion_length, num_seqs, num_tokens)

@@ -7,6 +7,7 @@ Docs: https://r1-ref.github.io/r1_ref/trainer.html.md"""
 # %% ../nbs/04_trainer.ipynb #0ab9d6e4
 from __future__ import annotations
 import copy, dataclasses, json, math, os, random, shutil, time
+from datetime import timedelta
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
@@ -17,11 +18,13 @@ from .rollout import HFEngine, format_prompt, Rollout
 from . import rewards as R
 
 # %% auto #0
-__all__ = ['REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'check_config', 'load_config', 'build_reward',
-           'prepare_rows', 'load_data', 'make_batch', 'token_logps', 'resolve_model', 'load_policy', 'lr_lambda',
-           'GRPOTrainer', 'next_questions', 'rollout_and_score', 'NonFiniteLoss', 'update', 'train_step',
-           'reference_logps', 'informative_rows', 'rollout_metrics', 'evaluate', 'save_checkpoint', 'latest_checkpoint',
-           'load_checkpoint', 'train', 'plot_metrics']
+__all__ = ['ENGINES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
+           'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'token_logps', 'resolve_model', 'load_policy',
+           'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks', 'GRPOTrainer', 'next_questions',
+           'rollout_and_score', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored', 'full_state_dict',
+           'reference_logps', 'informative_rows', 'tis_weights', 'rollout_logps', 'tis_metrics', 'rollout_metrics',
+           'evaluate', 'save_checkpoint', 'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train',
+           'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -85,17 +88,40 @@ class GRPOConfig:
     keep_checkpoints: int = 2        # how many checkpoints to keep
     tensorboard: bool = False        # also log to TensorBoard (needs `tensorboard`)
     progress: bool = True            # show tqdm bars
+    # scale out (chapter 7): batch_size and mini_batch_size stay global, summed over all processes
+    fsdp: bool = False               # shard the policy with torch FSDP2 (`fully_shard`) instead of DDP (works on CPU/gloo too)
+    dist_timeout_s: int = 600        # collectives time out after this many seconds, so a dead rank fails the job
+    engine: str = "hf"               # rollout engine: "hf" (transformers generate), "vllm" (colocated), "vllm_server"
+    vllm_gpu_memory_utilization: float = 0.3  # share of GPU memory a colocated vLLM may take
+    vllm_tensor_parallel_size: int = 1
+    vllm_server_host: str = "127.0.0.1"
+    vllm_server_port: int = 8000
+    tis_cap: float = 2.0             # truncated importance sampling: cap of pi_old / pi_rollout per token
 
 # %% ../nbs/04_trainer.ipynb #57b59266
 class ConfigError(ValueError): "A configuration key has a bad value or does not exist."
 
-def check_config(cfg:GRPOConfig) -> GRPOConfig:
-    "Validate `cfg`, raising a `ConfigError` that names the offending key."
+ENGINES = ("hf", "vllm", "vllm_server")
+
+def world_size() -> int:
+    "Processes in the job, as `torchrun` / `accelerate launch` announce it (1 without a launcher)."
+    return int(os.environ.get("WORLD_SIZE", 1))
+
+def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
+    "Validate `cfg` for `world` processes (default: the launcher's), raising a `ConfigError` that names the offending key."
     def bad(key, msg): raise ConfigError(f"config key '{key}': {msg}")
+    W = world or world_size()
     if cfg.group_size < 1: bad("group_size", f"must be >= 1, got {cfg.group_size}")
     if cfg.batch_size % cfg.group_size: bad("batch_size", f"{cfg.batch_size} is not divisible by group_size={cfg.group_size}")
     mb = cfg.mini_batch_size or cfg.batch_size
     if cfg.batch_size % mb: bad("mini_batch_size", f"{mb} does not divide batch_size={cfg.batch_size}")
+    if (cfg.batch_size // cfg.group_size) % W:
+        bad("batch_size", f"{cfg.batch_size // cfg.group_size} questions per step (batch_size / group_size) do not split over {W} processes")
+    if mb % W: bad("mini_batch_size", f"{mb} completions do not split over {W} processes")
+    if cfg.engine not in ENGINES: bad("engine", f"{cfg.engine!r} is not one of {ENGINES}")
+    if cfg.tis_cap < 1: bad("tis_cap", f"must be >= 1, got {cfg.tis_cap}")
+    if cfg.dist_timeout_s < 1: bad("dist_timeout_s", f"must be >= 1, got {cfg.dist_timeout_s}")
+    if cfg.fsdp and cfg.mixed_precision == "fp16": bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
     if cfg.loss_type not in LOSS_TYPES: bad("loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
     if cfg.scale_rewards not in SCALES: bad("scale_rewards", f"{cfg.scale_rewards!r} is not one of {SCALES}")
     unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
@@ -256,24 +282,64 @@ def lr_lambda(cfg:GRPOConfig):
     return f
 
 # %% ../nbs/04_trainer.ipynb #efe2af40
+def shard_fsdp2(
+    model,                  # a transformers causal LM, identical on every process
+    mixed_precision:str="no", # "bf16": compute in bf16, reduce gradients in fp32
+):
+    "Shard `model` with FSDP2: one unit per decoder layer (the model's `_no_split_modules`), then the root."
+    from torch.distributed.fsdp import fully_shard, MixedPrecisionPolicy
+    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision == "bf16" else MixedPrecisionPolicy()
+    units = set(model._no_split_modules or ())
+    for m in model.modules():
+        if type(m).__name__ in units: fully_shard(m, mp_policy=mp)
+    fully_shard(model, mp_policy=mp)
+    model._is_fsdp_managed_module = True  # tells `generate` to keep stepping until every process is done (synced_gpus)
+    return model
+
+def gather_lists(acc, *lists) -> tuple:
+    "Each list concatenated over processes in rank order (returned as is in one process)."
+    if acc.num_processes == 1: return lists
+    out = [None] * acc.num_processes
+    torch.distributed.all_gather_object(out, [list(l) for l in lists])
+    return tuple([v for part in out for v in part[i]] for i in range(len(lists)))
+
+def sum_over_ranks(acc, xs:list) -> list[float]:
+    "The numbers `xs` (floats or 0-d tensors), each summed over processes, in one all-reduce."
+    t = torch.tensor([float(x) for x in xs], dtype=torch.float64, device=acc.device)
+    if acc.num_processes > 1: torch.distributed.all_reduce(t)
+    return t.tolist()
+
+# %% ../nbs/04_trainer.ipynb #2aca92f6
 class GRPOTrainer:
     "GRPO on any causal LM: rollout → rewards → advantages → clipped updates, with logging and checkpoints."
     def __init__(self, cfg:GRPOConfig):
-        from accelerate import Accelerator
+        from accelerate import Accelerator, InitProcessGroupKwargs
         self.cfg = check_config(cfg)
-        self.acc = Accelerator(mixed_precision=cfg.mixed_precision)
-        self.train_rows, self.eval_rows = load_data(cfg)
-        self.model_path = resolve_model(cfg)
+        self.acc = Accelerator(mixed_precision="no" if cfg.fsdp else cfg.mixed_precision,
+                               cpu=world_size() > 1 and not torch.cuda.is_available(),  # several CPU processes: gloo
+                               kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])
+        with self.acc.main_process_first():                  # the main process downloads / builds, the others then read its cache
+            self.train_rows, self.eval_rows = load_data(cfg)
+            self.model_path = resolve_model(cfg)
         self.tok, model = load_policy(self.model_path, cfg.gradient_checkpointing)
         self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device) if cfg.beta > 0 else None
+        self.sharded = cfg.fsdp or self.acc.is_fsdp2
+        if cfg.fsdp: model = shard_fsdp2(model.to(self.acc.device), cfg.mixed_precision)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.model, self.opt = self.acc.prepare(model, opt)
+        self.model, self.opt = (model, self.acc.prepare(opt)) if cfg.fsdp else self.acc.prepare(model, opt)
+        if self.acc.is_fsdp2: self.policy._is_fsdp_managed_module = True   # accelerate's FSDP2 (GPU): `generate` steps in sync
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.reward = build_reward(cfg)
-        self.engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-        self.eval_engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p)
+        if cfg.engine == "hf":
+            self.engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+            self.eval_engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p)
+        else:
+            from r1_ref.vllm_engine import make_vllm_engine
+            self.engine = make_vllm_engine(cfg, self.model_path, self.tok, cfg.temperature, cfg.top_p)
+            self.eval_engine = self.engine.with_sampling(cfg.eval_temperature, cfg.eval_top_p)
         self.out = Path(cfg.output_dir); self.step, self.data_pos = 0, 0
-        torch.manual_seed(cfg.seed); random.seed(cfg.seed)  # last: a cached and a freshly built toy model give the same run
+        seed = cfg.seed + self.acc.process_index  # same weights everywhere, different samples on every process
+        torch.manual_seed(seed); random.seed(seed)  # last: a cached and a freshly built toy model give the same run
 
     @property
     def policy(self): return self.acc.unwrap_model(self.model)
@@ -307,36 +373,43 @@ GRPOTrainer.rollout_and_score = rollout_and_score
 # %% ../nbs/04_trainer.ipynb #1239e06e
 class NonFiniteLoss(RuntimeError): "The loss became NaN or infinite."
 
-def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps) -> dict:
+def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps, weights=None) -> dict:
     "μ passes of clipped GRPO updates over the batch; returns token-weighted means of the diagnostics."
-    cfg, n = self.cfg, len(adv)
-    mb = min(cfg.mini_batch_size or n, n)
+    cfg, n, W = self.cfg, len(adv), self.acc.num_processes
+    mb = min((cfg.mini_batch_size or cfg.batch_size) // W, n)   # this process's share of a (global) mini-batch
     sums, ntok, gnorms, losses = {}, 0.0, [], []
     for _ in range(cfg.mu):
         for s in range(0, n, mb):
             rows = torch.arange(s, min(s + mb, n))
             rows = rows[batch["completion_mask"][rows].sum(1).argsort(stable=True)]  # similar lengths share a micro-batch
             cmask = batch["completion_mask"][rows]
-            n_tokens, mb_loss = cmask.sum(), 0.0
+            n_tokens, n_seqs = sum_over_ranks(self.acc, [cmask.sum(), (cmask.sum(1) > 0).sum()])  # the global mini-batch's
+            mb_loss = 0.0
             for m in range(0, len(rows), cfg.micro_batch_size):
                 r = rows[m:m + cfg.micro_batch_size]
                 logps, ent = token_logps(self.model, batch, cfg.temperature, r, with_entropy=True)
                 old = logps.detach() if old_logps is None else old_logps[r]
                 loss, st = grpo_loss(logps, old, adv[r], batch["completion_mask"][r], None if ref_logps is None else ref_logps[r],
                                      beta=cfg.beta, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
-                                     max_completion_length=cfg.max_new_tokens, num_seqs=len(rows), num_tokens=n_tokens)
-                if not torch.isfinite(loss): raise NonFiniteLoss(f"loss is {loss.item()} at step {self.step}")
-                self.acc.backward(loss)
+                                     max_completion_length=cfg.max_new_tokens, num_seqs=max(n_seqs, 1), num_tokens=max(n_tokens, 1),
+                                     weights=None if weights is None else weights[r])
+                total = sum_over_ranks(self.acc, [loss.item()])[0]
+                if not math.isfinite(total): raise NonFiniteLoss(f"loss is {total} at step {self.step}")  # on every process
+                self.acc.backward(loss * W)                 # DDP/FSDP average gradients over processes; we want their sum
                 mb_loss += loss.item()                      # micro-batch losses add up to the mini-batch loss
                 k = float(batch["completion_mask"][r].sum())
                 st = {**st, "entropy": (ent * batch["completion_mask"][r]).sum() / max(k, 1)}
                 for key, v in st.items(): sums[key] = sums.get(key, 0.0) + float(v) * k
                 ntok += k
             losses.append(mb_loss)
-            gnorms.append(float(self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)))
+            gn = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
+            gnorms.append(float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn))   # FSDP2: a replicated DTensor
             self.opt.step(); self.opt.zero_grad(set_to_none=True)
     self.sched.step()
-    return {**{k: v / max(ntok, 1) for k, v in sums.items()}, "loss": sum(losses) / len(losses), "grad_norm": sum(gnorms) / len(gnorms)}
+    keys = sorted(sums)
+    tot = sum_over_ranks(self.acc, [*(sums[k] for k in keys), ntok, *losses])       # global sums
+    ntok, losses = tot[len(keys)], tot[len(keys) + 1:]
+    return {**{k: v / max(ntok, 1) for k, v in zip(keys, tot)}, "loss": sum(losses) / len(losses), "grad_norm": sum(gnorms) / len(gnorms)}
 
 GRPOTrainer.update = update
 
@@ -344,35 +417,60 @@ GRPOTrainer.update = update
 def train_step(self:GRPOTrainer) -> dict:
     "Rollout, rewards, advantages and update for one batch of questions; returns the step's metrics."
     cfg, G, timing = self.cfg, self.cfg.group_size, {}
+    W, rank = self.acc.num_processes, self.acc.process_index
     t0 = time.perf_counter()
-    rows = self.next_questions(cfg.batch_size // G)
+    rows = self.next_questions(cfg.batch_size // G)         # the step's questions, the same on every process
+    k = len(rows) // W; rows = rows[rank * k:(rank + 1) * k]  # this process's contiguous share: whole groups
     ro, totals, parts = self.rollout_and_score(rows, self.engine, G, timing)
-    adv = group_advantages(totals, G, cfg.scale_rewards)
+    g_ro, g_totals, g_parts = self.gather_scored(ro, totals, parts)   # the whole step's
+    adv = group_advantages(g_totals, G, cfg.scale_rewards)[rank * len(totals):(rank + 1) * len(totals)]
     keep = informative_rows(totals, G) if cfg.dynamic_sampling else torch.arange(len(adv))
-    metrics = rollout_metrics(ro, totals, parts) | {"groups_kept": len(keep) / max(1, len(adv))}
+    n_keep = sum_over_ranks(self.acc, [len(keep)])[0]
+    metrics = rollout_metrics(g_ro, g_totals, g_parts) | {"groups_kept": n_keep / max(1, len(g_totals))}
     t1 = time.perf_counter()
-    if len(keep):
-        batch = make_batch(_select(ro, keep), self.tok.pad_token_id, self.acc.device)
-        old, ref = self.reference_logps(batch)
+    if n_keep:
+        sel = torch.arange(len(adv)) if W > 1 else keep       # several processes: dropped groups stay, masked
+        sub = _select(ro, sel)
+        batch = make_batch(sub, self.tok.pad_token_id, self.acc.device)
+        batch["completion_mask"][(~torch.isin(sel, keep)).to(self.acc.device)] = 0
+        old, ref = self.reference_logps(batch, need_old=sub.logps is not None)
+        weights = None
+        if sub.logps is not None:                              # the engine reported its sampling log-probs (vLLM)
+            weights = tis_weights(old, rollout_logps(sub, batch), batch["completion_mask"], cfg.tis_cap)
+            metrics |= tis_metrics(self.acc, weights, batch["completion_mask"], cfg.tis_cap)
         t2 = time.perf_counter()
-        metrics |= self.update(batch, adv[keep].to(self.acc.device), old, ref)
+        metrics |= self.update(batch, adv[sel].to(self.acc.device), old, ref, weights)
     else: t2 = t1
     self.engine.load_weights(self.policy)
     self.step += 1
     if self.ref is not None and cfg.ref_refresh_steps and self.step % cfg.ref_refresh_steps == 0:
-        self.ref.load_state_dict(self.policy.state_dict())
+        self.ref.load_state_dict(self.full_state_dict(everywhere=True))
     t3 = time.perf_counter()
     return {"step": self.step, **metrics, "lr": self.sched.get_last_lr()[0], **timing,
             "time_logps": t2 - t1, "time_update": t3 - t2, "time_step": t3 - t0}
 
+def gather_scored(self:GRPOTrainer, ro:Rollout, totals, parts:dict, limit:int|None=None):
+    "The rollout's texts, ids and truncation flags, rewards and reward parts of all processes (the first `limit`)."
+    names = list(parts)
+    ids, texts, cut, tot, *ps = (l[:limit] for l in gather_lists(self.acc, ro.completion_ids, ro.completions, ro.truncated,
+                                                                  totals, *(parts[k] for k in names)))
+    return Rollout([], ids, texts, cut, group_size=ro.group_size), tot, dict(zip(names, ps))
+
+def full_state_dict(self:GRPOTrainer, everywhere:bool=False) -> dict:
+    "The policy's full weights; under FSDP a collective that gathers them (on the main process only unless `everywhere`)."
+    if not self.sharded: return self.policy.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+    return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
+
+GRPOTrainer.gather_scored, GRPOTrainer.full_state_dict = gather_scored, full_state_dict
 GRPOTrainer.train_step = train_step
 
 # %% ../nbs/04_trainer.ipynb #1e6d28ae
 @torch.no_grad()
-def reference_logps(self:GRPOTrainer, batch:dict):
-    "Log-probs of the batch under the sampling policy (if reused) and the reference (if β > 0)."
+def reference_logps(self:GRPOTrainer, batch:dict, need_old:bool=False):
+    "Log-probs of the batch under the sampling policy (if reused or `need_old`) and the reference (if β > 0)."
     cfg, n = self.cfg, batch["input_ids"].shape[0]
-    reused = cfg.mu > 1 or (cfg.mini_batch_size or n) < n
+    reused = need_old or cfg.mu > 1 or (cfg.mini_batch_size or cfg.batch_size) // self.acc.num_processes < n
     order = batch["completion_mask"].sum(1).argsort(stable=True)     # similar lengths share a micro-batch
     def run(m):
         out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
@@ -397,6 +495,27 @@ def _select(ro:Rollout, idx) -> Rollout:
 
 GRPOTrainer.reference_logps = reference_logps
 
+# %% ../nbs/04_trainer.ipynb #5e7d1972
+def tis_weights(
+    old_logps:torch.Tensor,     # (batch, len) log pi_old of the sampled tokens under the trainer's model
+    rollout_logps:torch.Tensor, # (batch, len) log-probs the rollout engine sampled them with
+    mask:torch.Tensor,          # (batch, len) 1 for completion tokens
+    cap:float=2.0,              # C: larger weights are truncated to C
+) -> torch.Tensor:              # (batch, len) weights, 0 on padding
+    "Truncated importance weights $\min(\pi_\text{old}/\pi_\text{rollout}, C)$ per token."
+    return torch.exp(old_logps - rollout_logps).clamp(max=cap) * mask
+
+def rollout_logps(ro:Rollout, batch:dict) -> torch.Tensor:
+    "The engine's per-token sampling log-probs of `ro`, padded like the batch's completion mask."
+    out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
+    for i, lp in enumerate(ro.logps): out[i, :len(lp)] = torch.tensor(lp, dtype=out.dtype)
+    return out
+
+def tis_metrics(acc, w:torch.Tensor, mask:torch.Tensor, cap:float) -> dict:
+    "Mean importance weight and fraction of truncated tokens, over all processes."
+    s, clipped, n = sum_over_ranks(acc, [w.sum(), ((w >= cap) & mask.bool()).sum(), mask.sum()])
+    return {"tis_weight": s / max(n, 1), "tis_clipped": clipped / max(n, 1)}
+
 # %% ../nbs/04_trainer.ipynb #3b780958
 def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
     "Summary statistics of a scored rollout."
@@ -418,7 +537,10 @@ def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
 def evaluate(self:GRPOTrainer) -> dict:
     "Held-out pass@1 (mean over `eval_samples`), format rate, thinking rate and length."
     if not self.eval_rows: return {}
-    ro, totals, parts = self.rollout_and_score(self.eval_rows, self.eval_engine, self.cfg.eval_samples)
+    n, W, rank, S = len(self.eval_rows), self.acc.num_processes, self.acc.process_index, self.cfg.eval_samples
+    k = -(-n // W)                         # equal shares (the last wraps around): every process generates as often
+    rows = [self.eval_rows[(rank * k + i) % n] for i in range(k)]
+    ro, totals, parts = self.gather_scored(*self.rollout_and_score(rows, self.eval_engine, S), limit=n * S)
     m = rollout_metrics(ro, totals, parts)
     keep = ["reward", "think_frac", "completion_len", "truncated_frac"] + [k for k in m if k.startswith(("reward/", "accuracy_"))]
     return {f"eval/{k.replace('reward/', '')}": m[k] for k in keep}
@@ -429,25 +551,34 @@ GRPOTrainer.evaluate = evaluate
 def save_checkpoint(self:GRPOTrainer) -> Path:
     "Write a complete checkpoint of the current step atomically; keep the newest `keep_checkpoints`."
     final = self.out / f"checkpoint-{self.step:06d}"; tmp = final.with_name(final.name + ".tmp")
-    if tmp.exists(): shutil.rmtree(tmp)
-    self.policy.save_pretrained(tmp); self.tok.save_pretrained(tmp)
-    state = {"step": self.step, "data_pos": self.data_pos, "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-             "rng_torch": torch.get_rng_state(), "rng_python": random.getstate(),
-             "rng_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
-    if self.ref is not None: state["ref"] = self.ref.state_dict()
-    torch.save(state, tmp / "trainer_state.pt")
-    (tmp / "config.yaml").write_text(yaml.safe_dump(asdict(self.cfg)))
-    if final.exists(): shutil.rmtree(final)
-    tmp.rename(final)
-    for old in sorted(self.out.glob("checkpoint-??????"))[:-self.cfg.keep_checkpoints]: shutil.rmtree(old)
+    weights, optim = self.full_state_dict(), self.optimizer_state()          # collectives under FSDP
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
+    rng, = gather_lists(self.acc, [(torch.get_rng_state(), random.getstate(), cuda)])   # one entry per process
+    if self.acc.is_main_process:
+        if tmp.exists(): shutil.rmtree(tmp)
+        self.policy.save_pretrained(tmp, state_dict=weights if self.sharded else None); self.tok.save_pretrained(tmp)
+        state = {"step": self.step, "data_pos": self.data_pos, "optimizer": optim, "scheduler": self.sched.state_dict(), "rng": rng}
+        if self.ref is not None: state["ref"] = self.ref.state_dict()
+        torch.save(state, tmp / "trainer_state.pt")
+        (tmp / "config.yaml").write_text(yaml.safe_dump(asdict(self.cfg)))
+        if final.exists(): shutil.rmtree(final)
+        tmp.rename(final)
+        for old in sorted(self.out.glob("checkpoint-??????"))[:-self.cfg.keep_checkpoints]: shutil.rmtree(old)
+    self.acc.wait_for_everyone()
     return final
+
+def optimizer_state(self:GRPOTrainer) -> dict:
+    "The optimizer's state; under FSDP gathered from the shards onto the main process (a collective)."
+    if not self.sharded: return self.opt.state_dict()
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+    return get_optimizer_state_dict(self.model, self.opt.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 def latest_checkpoint(out_dir) -> Path|None:
     "The newest complete checkpoint in `out_dir`, or None."
     cks = sorted(p for p in Path(out_dir).glob("checkpoint-??????") if (p / "trainer_state.pt").exists())
     return cks[-1] if cks else None
 
-GRPOTrainer.save_checkpoint = save_checkpoint
+GRPOTrainer.save_checkpoint, GRPOTrainer.optimizer_state = save_checkpoint, optimizer_state
 
 # %% ../nbs/04_trainer.ipynb #ddbdf5d0
 def load_checkpoint(self:GRPOTrainer, path:Path):
@@ -455,34 +586,51 @@ def load_checkpoint(self:GRPOTrainer, path:Path):
     from safetensors.torch import load_file
     weights = {}
     for f in sorted(Path(path).glob("*.safetensors")): weights |= load_file(f)
-    missing, unexpected = self.policy.load_state_dict(weights, strict=False)
-    tied = self.policy.config.tie_word_embeddings
-    bad = [k for k in missing if not (tied and k.startswith("lm_head"))] + list(unexpected)
-    if bad: raise RuntimeError(f"checkpoint {str(path)!r} does not match the model: {bad[:5]}")
-    if tied: self.policy.tie_weights()
     st = torch.load(Path(path) / "trainer_state.pt", weights_only=False)
-    self.opt.load_state_dict(st["optimizer"]); self.sched.load_state_dict(st["scheduler"])
+    if self.sharded: self._load_sharded(weights, st["optimizer"])
+    else:
+        missing, unexpected = self.policy.load_state_dict(weights, strict=False)
+        tied = self.policy.config.tie_word_embeddings
+        bad = [k for k in missing if not (tied and k.startswith("lm_head"))] + list(unexpected)
+        if bad: raise RuntimeError(f"checkpoint {str(path)!r} does not match the model: {bad[:5]}")
+        if tied: self.policy.tie_weights()
+        self.opt.load_state_dict(st["optimizer"])
+    self.sched.load_state_dict(st["scheduler"])
     self.step, self.data_pos = st["step"], st["data_pos"]
-    torch.set_rng_state(st["rng_torch"]); random.setstate(st["rng_python"])
-    if st.get("rng_cuda") is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(st["rng_cuda"])
+    rank, rngs = self.acc.process_index, st.get("rng") or [(st["rng_torch"], st["rng_python"], st.get("rng_cuda"))]
+    if len(rngs) == self.acc.num_processes:                 # same number of processes: each continues its own stream
+        rng_torch, rng_python, rng_cuda = rngs[rank]
+        torch.set_rng_state(rng_torch); random.setstate(rng_python)
+        if rng_cuda is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(rng_cuda)
+    else: torch.manual_seed(self.cfg.seed + 1000 * self.step + rank); random.seed(self.cfg.seed + 1000 * self.step + rank)
     if self.ref is not None and "ref" in st: self.ref.load_state_dict(st["ref"])
     self.engine.load_weights(self.policy)
 
+def _load_sharded(self:GRPOTrainer, weights:dict, optim:dict):
+    "Load full weights and optimizer state into the FSDP shards."
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
+    opts = StateDictOptions(full_state_dict=True, strict=False)   # strict=False: a tied lm_head is not stored
+    set_model_state_dict(self.model, weights, options=opts)
+    set_optimizer_state_dict(self.model, self.opt.optimizer, optim, options=opts)
+
+GRPOTrainer._load_sharded = _load_sharded
 GRPOTrainer.load_checkpoint = load_checkpoint
 
 # %% ../nbs/04_trainer.ipynb #353fb015
 def train(self:GRPOTrainer, resume:bool=False) -> list[dict]:
     "Run (or resume) training to `cfg.steps`; return the logged metrics of this call."
-    cfg, log = self.cfg, []
+    cfg, log, main = self.cfg, [], self.acc.is_main_process   # only the main process writes files
     self.out.mkdir(parents=True, exist_ok=True)
     metrics_path = self.out / "metrics.jsonl"
     ck = latest_checkpoint(self.out) if resume else None
-    if ck is not None: self.load_checkpoint(ck); _truncate_metrics(metrics_path, self.step)
-    elif metrics_path.exists(): metrics_path.unlink()
-    (self.out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
-    tb = _tensorboard(self.out) if cfg.tensorboard else None
+    if ck is not None:
+        self.load_checkpoint(ck)
+        if main: _truncate_metrics(metrics_path, self.step)
+    elif main and metrics_path.exists(): metrics_path.unlink()
+    if main: (self.out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
+    tb = _tensorboard(self.out) if cfg.tensorboard and main else None
     if self.step == 0: log.append(self._log({"step": 0, **self.evaluate()}, metrics_path, tb))
-    bar = tqdm(total=cfg.steps, initial=self.step, desc="GRPO", disable=not cfg.progress)
+    bar = tqdm(total=cfg.steps, initial=self.step, desc="GRPO", disable=not (cfg.progress and main))
     while self.step < cfg.steps:
         m = self.train_step()
         if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == cfg.steps: m |= self.evaluate()
@@ -490,11 +638,13 @@ def train(self:GRPOTrainer, resume:bool=False) -> list[dict]:
         bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "reward/accuracy", "think_frac", "completion_len", "kl") if k in m})
         if self.step % cfg.save_steps == 0 or self.step == cfg.steps: self.save_checkpoint()
     bar.close()
-    plot_metrics(metrics_path, self.out / "curves.png")
+    if main: plot_metrics(metrics_path, self.out / "curves.png")
+    self.acc.wait_for_everyone()
     return log
 
 def _log(self:GRPOTrainer, m:dict, path:Path, tb=None) -> dict:
-    "Append one JSON line (and TensorBoard scalars)."
+    "Append one JSON line (and TensorBoard scalars) from the main process."
+    if not self.acc.is_main_process: return m
     with open(path, "a") as f: f.write(json.dumps(m) + "\n")
     if tb is not None:
         for k, v in m.items():
