@@ -10,7 +10,7 @@ import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['demo', 'train_cmd', 'build_parser', 'main']
+__all__ = ['demo', 'print_summary', 'train_cmd', 'sft_cmd', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #777c34b2
 def demo(out:str="runs/demo", steps:int=60, seed:int=0):
@@ -29,13 +29,9 @@ def demo(out:str="runs/demo", steps:int=60, seed:int=0):
     return hist
 
 # %% ../nbs/10_cli.ipynb #b62da18a
-def train_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False) -> dict:
-    "Run GRPO from a YAML config and `key=value` overrides; print a before/after summary."
+def print_summary(cfg, t0:float):
+    "Print the held-out evaluations of a finished run, its wall time, peak memory and where its results are."
     import time, resource
-    from r1_ref.trainer import GRPOTrainer, load_config
-    t0 = time.time()
-    cfg = load_config(config, overrides)
-    log = GRPOTrainer(cfg).train(resume=resume)
     out = Path(cfg.output_dir)
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if l.strip()]
     evals = [r for r in rows if "eval/reward" in r]
@@ -47,9 +43,30 @@ def train_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False) -
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"wall time {time.time() - t0:.0f} s, peak RSS {rss:.0f} MB")
     print(f"results: {out / 'metrics.jsonl'}, {out / 'curves.png'}, checkpoints in {out}")
-    return {"evals": evals, "log": log}
+    return evals
+
+def train_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False) -> dict:
+    "Run GRPO from a YAML config and `key=value` overrides; print a before/after summary."
+    import time
+    from r1_ref.trainer import GRPOTrainer, load_config
+    t0 = time.time()
+    cfg = load_config(config, overrides)
+    log = GRPOTrainer(cfg).train(resume=resume)
+    return {"evals": print_summary(cfg, t0), "log": log}
 
 # %% ../nbs/10_cli.ipynb #ce0380f3
+def sft_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False, distill:bool=False) -> dict:
+    "SFT (or, with `distill`, teacher traces then SFT) from a YAML config and `key=value` overrides; print a summary."
+    import time
+    from r1_ref.distill import SFTTrainer, load_sft_config, make_traces, traces_path
+    t0 = time.time()
+    cfg = load_sft_config(config, overrides)
+    if distill: make_traces(cfg)
+    elif not traces_path(cfg).exists() and not cfg.sft_data: raise ValueError("r1-ref sft needs sft_data=<traces file or hub id>")
+    log = SFTTrainer(cfg).train(resume=resume)
+    return {"evals": print_summary(cfg, t0), "log": log}
+
+# %% ../nbs/10_cli.ipynb #5f7fd75e
 def build_parser() -> argparse.ArgumentParser:
     "The `r1-ref` argument parser, one sub-command per job."
     p = argparse.ArgumentParser(prog="r1-ref", description="DeepSeek-R1 reference implementation: GRPO from a CPU toy to a GPU cluster.")
@@ -61,11 +78,16 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="chapter 4: GRPO training (default: the toy R1-Zero preset)")
     t.add_argument("args", nargs="*", help="an optional CONFIG.yaml, then key=value overrides")
     t.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    for name, h in (("sft", "chapter 6: completion-only SFT on prompt/completion traces (R1's cold start)"),
+                    ("distill", "chapter 6: rejection-sample a teacher's traces, then SFT (or logit KD) a student")):
+        c = sub.add_parser(name, help=h)
+        c.add_argument("args", nargs="*", help="an optional CONFIG.yaml, then key=value overrides")
+        c.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
     from r1_ref.evaluate import add_eval_args
     add_eval_args(sub.add_parser("eval", help="chapter 5: pass@1 over k samples, pass@k and cons@k on a benchmark"))
     return p
 
-# %% ../nbs/10_cli.ipynb #5f7fd75e
+# %% ../nbs/10_cli.ipynb #f0da4f52
 def _split_config_args(args:list[str]) -> tuple[str|None, list[str]]:
     "The YAML path (first argument without '=') and the key=value overrides."
     if args and "=" not in args[0]: return args[0], args[1:]
@@ -77,9 +99,13 @@ def main(argv:list[str]|None=None):
     try:
         if args.command == "demo": demo(args.out, args.steps, args.seed)
         elif args.command == "train": train_cmd(*_split_config_args(args.args), resume=args.resume)
+        elif args.command in ("sft", "distill"): sft_cmd(*_split_config_args(args.args), resume=args.resume, distill=args.command == "distill")
         elif args.command == "eval":
             from r1_ref.evaluate import eval_main
             eval_main(args)
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
         if argv is not None: raise
         sys.exit(f"r1-ref {args.command}: error: {e}")
+
+# %% ../nbs/10_cli.ipynb #be8e8c70
+if __name__ == "__main__" and sys.argv[0].endswith("cli.py"): main()

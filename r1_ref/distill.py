@@ -16,7 +16,7 @@ import yaml
 from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
 from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_data, load_policy, lr_lambda,
-                            make_batch, latest_checkpoint, plot_metrics, _load_split, _truncate_metrics)
+                            make_batch, latest_checkpoint, plot_metrics, world_size, _load_split, _truncate_metrics)
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
@@ -296,14 +296,15 @@ def make_traces(cfg:SFTConfig) -> Path:
     return save_traces(traces, path, {"teacher": tpath, **counts})
 
 # %% ../nbs/06_distill.ipynb #88e21d85
-class SFTTrainer:
+class SFTTrainer(GRPOTrainer):
     "Completion-only SFT of a causal LM on traces, with optional logit distillation from a teacher."
     def __init__(self, cfg:SFTConfig):
         from accelerate import Accelerator
         self.cfg = check_sft_config(cfg)
-        self.acc = Accelerator(mixed_precision=cfg.mixed_precision)
-        self.eval_rows = load_data(cfg)[1] if cfg.eval_split else []
-        self.model_path = resolve_student(cfg)
+        self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=world_size() > 1 and not torch.cuda.is_available())
+        with self.acc.main_process_first():
+            self.eval_rows = load_data(cfg)[1] if cfg.eval_split else []
+            self.model_path = resolve_student(cfg)
         self.tok, model = load_policy(self.model_path, cfg.gradient_checkpointing)
         self.teacher = self._load_teacher() if cfg.kd_alpha > 0 else None
         data = _load_split(SimpleNamespace(dataset=str(traces_path(cfg)), dataset_config=cfg.sft_data_config), cfg.sft_split)
@@ -313,6 +314,7 @@ class SFTTrainer:
         self.batches = length_grouped_batches([len(p) + len(c) for p, c in self.examples], cfg.batch_size, self.steps, cfg.seed)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.acc.prepare(model, opt)
+        self.sharded = self.acc.is_fsdp2
         sched_cfg = SimpleNamespace(warmup_steps=cfg.warmup_steps, steps=self.steps, min_lr_ratio=cfg.min_lr_ratio)
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(sched_cfg))
         self.reward = build_reward(cfg)
@@ -320,19 +322,12 @@ class SFTTrainer:
         self.ref, self.out, self.step, self.data_pos = None, Path(cfg.output_dir), 0, 0
         torch.manual_seed(cfg.seed); random.seed(cfg.seed)
 
-    @property
-    def policy(self): return self.acc.unwrap_model(self.model)
-
     def _load_teacher(self):
         "The teacher, frozen, after checking it shares the student's tokenizer."
         path = resolve_checkpoint(self.cfg.teacher, self.cfg.toy_cache)
         ttok, teacher = load_policy(path)
         check_same_tokenizer(ttok, self.tok, path, self.model_path)
         return teacher.eval().requires_grad_(False).to(self.acc.device)
-
-# %% ../nbs/06_distill.ipynb #a4fd6fad
-for _name in ("rollout_and_score", "evaluate", "save_checkpoint", "load_checkpoint", "_log"):
-    setattr(SFTTrainer, _name, getattr(GRPOTrainer, _name))
 
 # %% ../nbs/06_distill.ipynb #faa73f8b
 def sft_step(self:SFTTrainer) -> dict:
