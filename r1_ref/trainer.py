@@ -323,10 +323,12 @@ class GRPOTrainer:
             self.model_path = resolve_model(cfg)
         self.tok, model = load_policy(self.model_path, cfg.gradient_checkpointing)
         self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device) if cfg.beta > 0 else None
-        self.sharded = cfg.fsdp or self.acc.is_fsdp2
-        if cfg.fsdp: model = shard_fsdp2(model.to(self.acc.device), cfg.mixed_precision)
+        # our own FSDP2: asked for, or asked of accelerate (configs/accelerate/fsdp2.yaml) where it cannot (CPU processes)
+        own_fsdp = cfg.fsdp or (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not self.acc.is_fsdp2)
+        self.sharded = (own_fsdp or self.acc.is_fsdp2) and self.acc.num_processes > 1
+        if own_fsdp and self.sharded: model = shard_fsdp2(model.to(self.acc.device), cfg.mixed_precision)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.model, self.opt = (model, self.acc.prepare(opt)) if cfg.fsdp else self.acc.prepare(model, opt)
+        self.model, self.opt = (model, self.acc.prepare(opt)) if own_fsdp and self.sharded else self.acc.prepare(model, opt)
         if self.acc.is_fsdp2: self.policy._is_fsdp_managed_module = True   # accelerate's FSDP2 (GPU): `generate` steps in sync
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.reward = build_reward(cfg)

@@ -124,3 +124,32 @@ def test_cold_and_cached_base_give_the_same_run(tmp_path):
     assert cold.returncode == 0 and cached.returncode == 0, cold.stderr[-1500:] + cached.stderr[-1500:]
     assert "pretrained the toy base model" in cold.stdout and "pretrained the toy base model" not in cached.stdout
     assert metrics(tmp_path / "cold" / "metrics.jsonl") == metrics(tmp_path / "cached" / "metrics.jsonl")
+
+
+def test_truncated_importance_sampling_with_a_perturbed_engine(toy_cache, tmp_path):
+    "An engine whose sampling log-probs differ from the trainer's (as vLLM's do): TIS weights min(pi_old/pi_rollout, cap)."
+    import math
+    import r1_ref.trainer as T
+    from r1_ref.rollout import HFEngine
+
+    class PerturbedEngine(HFEngine):
+        "HFEngine reporting log-probs shifted by +0.5 on even positions and -1.0 on odd ones."
+        def __init__(self, *a, shift=True, **k): super().__init__(*a, logprobs=True, **k); self.shift, self.last = shift, None
+        def generate(self, prompts, group_size=1):
+            ro = super().generate(prompts, group_size)
+            if self.shift: ro.logps = [[lp + (0.5 if t % 2 == 0 else -1.0) for t, lp in enumerate(row)] for row in ro.logps]
+            self.last = ro
+            return ro
+
+    cfg = T.load_config(overrides=[*TINY, f"toy_cache={toy_cache}", f"output_dir={tmp_path}", "tis_cap=2.0"])
+    tr = T.GRPOTrainer(cfg)
+    tr.engine = PerturbedEngine(tr.policy, tr.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p, shift=False)
+    m = tr.train_step()     # unperturbed: the engine and the trainer agree, every weight is 1
+    assert m["tis_weight"] == pytest.approx(1.0, abs=1e-3) and m["tis_clipped"] == 0
+    tr.engine = PerturbedEngine(tr.policy, tr.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
+    m = tr.train_step()
+    n_even = sum((len(c) + 1) // 2 for c in tr.engine.last.completion_ids)
+    n = sum(len(c) for c in tr.engine.last.completion_ids)
+    assert m["tis_clipped"] == pytest.approx((n - n_even) / n)       # exp(+1.0) = 2.7 > cap: truncated to 2
+    assert m["tis_weight"] == pytest.approx((n_even * math.exp(-0.5) + (n - n_even) * 2.0) / n, rel=1e-3)
+    assert math.isfinite(m["loss"])

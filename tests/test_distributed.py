@@ -1,0 +1,182 @@
+"""The GRPO trainer under torchrun / accelerate launch on CPU (gloo): 2 processes give the single-process update, write
+metrics and loadable checkpoints, run as two "nodes", and a crashing rank ends the job quickly with a clear message."""
+import json, os, socket, subprocess, sys, time
+from pathlib import Path
+import pytest
+import torch
+
+TINY = ["toy_pretrain_steps=2", "batch_size=16", "group_size=4", "micro_batch_size=4", "toy_train=64", "toy_eval=6",
+        "max_new_tokens=16", "progress=false", "eval_steps=0", "dist_timeout_s=60"]
+
+# Runs the trainer for a few steps with rollouts that depend only on (question, sample index), so the global batch is
+# the same however the questions are split over processes; saves the final full weights and the logged metrics.
+WORKER = r'''
+import json, os, sys, zlib, torch
+import r1_ref.trainer as T
+from r1_ref.rollout import Rollout
+
+class FixedEngine:
+    "Completions that are a function of (prompt, sample index): partition-invariant rollouts."
+    def __init__(self, tok): self.tok = tok
+    def load_weights(self, model): pass
+    def generate(self, prompts, G):
+        pids, cids, texts = [], [], []
+        for p in prompts:
+            a, b = (int(x) for x in p.split("User: ")[1].split(".")[0].split("+"))
+            for j in range(G):
+                h = zlib.crc32(f"{p}|{j}".encode())
+                think = " <think> " + f"{a}+{b} " * (h % 3) + "</think>" if h % 2 else ""
+                t = f"{think} <answer> {a + b + (h // 7) % 2} </answer>"
+                pids.append(self.tok.encode(p, add_special_tokens=False)); cids.append(self.tok.encode(t, add_special_tokens=False))
+                texts.append(self.tok.decode(cids[-1], skip_special_tokens=True))
+        return Rollout(pids, cids, texts, [False] * len(cids), None, G)
+
+out, steps, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+tr = T.GRPOTrainer(T.load_config(overrides=overrides))
+tr.engine = FixedEngine(tr.tok)
+log = [tr.train_step() for _ in range(steps)]
+sd = tr.full_state_dict()
+if tr.acc.is_main_process:
+    torch.save({k: v.detach().cpu().clone() for k, v in sd.items()}, out + ".pt")
+    Path = __import__("pathlib").Path
+    Path(out + ".json").write_text(json.dumps(log))
+'''
+
+CRASHER = r'''
+import os, sys
+import r1_ref.trainer as T
+real = T.GRPOTrainer.train_step
+def train_step(self):
+    if self.step == 1 and self.acc.process_index == int(os.environ["CRASH_RANK"]): raise RuntimeError("injected crash on one rank")
+    return real(self)
+T.GRPOTrainer.train_step = train_step
+from r1_ref.cli import main
+sys.argv = ["r1-ref", *sys.argv[1:]]
+main()
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0)); return s.getsockname()[1]
+
+
+def env():
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+def run(cmd, timeout=240, **kw):
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env(), **kw)
+
+
+def torchrun(nproc=2, *args):
+    return ["torchrun", "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1", "--master_port", str(free_port()), *args]
+
+
+@pytest.fixture(scope="module")
+def toy_cache(tmp_path_factory):
+    "A toy base model built once for the module (2 pretraining steps: plumbing, not learning)."
+    from r1_ref.toy import toy_base_model
+    d = tmp_path_factory.mktemp("toy")
+    toy_base_model(d, steps=2, progress=False)
+    return d
+
+
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory):
+    p = tmp_path_factory.mktemp("scripts") / "worker.py"
+    p.write_text(WORKER)
+    return p
+
+
+def trained(worker, out, launcher, overrides, steps=2):
+    res = run([*launcher, str(worker), str(out), str(steps), *overrides])
+    assert res.returncode == 0, res.stderr[-3000:]
+    return torch.load(str(out) + ".pt"), json.loads(Path(str(out) + ".json").read_text())
+
+
+@pytest.mark.parametrize("strategy,loss", [("ddp", ["loss_type=dapo", "scale_rewards=batch"]),
+                                           ("fsdp", ["loss_type=grpo", "scale_rewards=group"])])
+def test_two_processes_match_one(strategy, loss, toy_cache, worker, tmp_path):
+    "Same global batch, same update: 2 processes (DDP or FSDP2) end with the single-process weights."
+    from safetensors.torch import load_file
+    common = [*TINY, *loss, f"toy_cache={toy_cache}", "lr=1e-3", "warmup_steps=1", "mu=2", "beta=0.01", "fsdp=" + str(strategy == "fsdp").lower()]
+    one, log1 = trained(worker, tmp_path / "one", [sys.executable], common)
+    two, log2 = trained(worker, tmp_path / "two", torchrun(2), common)
+    init = load_file(toy_cache / "base" / "model.safetensors")
+    moved = max((one[k] - init[k]).abs().max().item() for k in init)
+    assert moved > 1e-4, "the update did not move the weights: the comparison would be vacuous"
+    assert set(one) >= set(init) and set(two) >= set(init)
+    worst = max((one[k] - two[k]).abs().max().item() for k in init)
+    print(f"{strategy}: max |w2 - w1| = {worst:.2e}, update size {moved:.2e}")
+    assert worst < 2e-5, f"2-process weights differ from 1-process by {worst} (update size {moved})"
+    for a, b in zip(log1, log2):   # global metrics: the same numbers as one process
+        for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "loss", "kl", "clip", "grad_norm"):
+            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (k, a[k], b[k])
+    assert log1[0]["reward_std"] > 0 and log1[0]["grad_norm"] > 0
+
+
+def test_accelerate_launch_end_to_end(toy_cache, tmp_path):
+    "`accelerate launch` with configs/accelerate/ddp.yaml, 2 CPU processes: metrics written once, a loadable checkpoint."
+    cfg = Path(__file__).parents[1] / "configs" / "accelerate" / "ddp.yaml"
+    launch = ["accelerate", "launch", "--config_file", str(cfg), "--num_processes", "2", "--mixed_precision", "no",
+              "--main_process_port", str(free_port()), "--no_python", "r1-ref", "train"]
+    res = run([*launch, *TINY, f"toy_cache={toy_cache}", "steps=2", "save_steps=2", f"output_dir={tmp_path}/run"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    rows = [json.loads(l) for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [0, 1, 2]                       # written once, by the main process
+    assert "eval/accuracy" in rows[0] and "loss" in rows[-1]
+    from transformers import AutoModelForCausalLM
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "checkpoint-000002")
+    assert all(torch.isfinite(p).all() for p in m.parameters())
+    st = torch.load(tmp_path / "run" / "checkpoint-000002" / "trainer_state.pt", weights_only=False)
+    assert len(st["rng"]) == 2 and not torch.equal(st["rng"][0][0], st["rng"][1][0])   # each rank samples its own stream
+
+
+def test_two_nodes_fsdp_checkpoint_then_resume_in_one_process(toy_cache, tmp_path):
+    "Two torchrun launches (--nnodes 2, one process each) with FSDP2: the checkpoint holds full weights, and resumes alone."
+    port = free_port()
+    args = [*TINY, f"toy_cache={toy_cache}", "steps=1", "save_steps=1", f"output_dir={tmp_path}/run"]
+    procs = [subprocess.Popen(["torchrun", "--nnodes", "2", "--node_rank", str(i), "--nproc_per_node", "1",
+                               "--master_addr", "127.0.0.1", "--master_port", str(port), "--no-python", "r1-ref", "train",
+                               *args, "fsdp=true"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()) for i in (0, 1)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][1][-2000:] + outs[1][1][-2000:]
+    from transformers import AutoModelForCausalLM
+    from safetensors.torch import load_file
+    m = AutoModelForCausalLM.from_pretrained(tmp_path / "run" / "checkpoint-000001")
+    base = load_file(toy_cache / "base" / "model.safetensors")
+    assert {k: tuple(v.shape) for k, v in m.state_dict().items() if k in base} == {k: tuple(v.shape) for k, v in base.items()}
+    res = run(["r1-ref", "train", *args[:-2], "steps=2", f"output_dir={tmp_path}/run", "--resume"])
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+
+
+def test_one_rank_crashing_ends_the_job(toy_cache, tmp_path):
+    "Rank 1 raises at step 2: the job exits non-zero within seconds and says why; nothing hangs."
+    script = tmp_path / "crash.py"; script.write_text(CRASHER)
+    args = [*TINY, f"toy_cache={toy_cache}", "steps=4", f"output_dir={tmp_path}/run"]
+    t0 = time.time()
+    res = subprocess.run([*torchrun(2), str(script), "train", *args], capture_output=True, text=True, timeout=180,
+                         env={**env(), "CRASH_RANK": "1"})
+    took = time.time() - t0
+    assert res.returncode != 0
+    assert "injected crash on one rank" in res.stderr, res.stderr[-3000:]
+    assert took < 90, f"took {took:.0f} s"
+
+
+def test_two_nodes_one_crashing_times_out(toy_cache, tmp_path):
+    "Across 'nodes' no agent kills the survivor: the collective timeout (dist_timeout_s) must end it with a clear error."
+    script = tmp_path / "crash.py"; script.write_text(CRASHER)
+    port = free_port()
+    args = [*TINY, f"toy_cache={toy_cache}", "steps=4", "dist_timeout_s=15", f"output_dir={tmp_path}/run"]
+    t0 = time.time()
+    procs = [subprocess.Popen(["torchrun", "--nnodes", "2", "--node_rank", str(i), "--nproc_per_node", "1",
+                               "--master_addr", "127.0.0.1", "--master_port", str(port), str(script), "train", *args],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**env(), "CRASH_RANK": "1"})
+             for i in (0, 1)]
+    outs = [p.communicate(timeout=180) for p in procs]
+    took = time.time() - t0
+    assert all(p.returncode != 0 for p in procs), [p.returncode for p in procs]
+    assert "injected crash on one rank" in outs[1][1]
+    assert took < 120, f"took {took:.0f} s"
