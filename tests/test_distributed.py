@@ -152,6 +152,28 @@ def test_two_nodes_fsdp_checkpoint_then_resume_in_one_process(toy_cache, tmp_pat
     assert [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
 
 
+FAKE_SLURM = {
+    "srun": '#!/bin/bash\nshift\npids=(); for i in $(seq 0 $((SLURM_JOB_NUM_NODES - 1))); do SLURM_NODEID=$i "$@" & pids+=($!); done\n'
+            'rc=0; for p in "${pids[@]}"; do wait $p || rc=$?; done; exit $rc\n',
+    "scontrol": "#!/bin/bash\necho 127.0.0.1\n",
+    "nvidia-smi": "#!/bin/bash\necho 'GPU 0: fake'\n",
+}
+
+
+def test_slurm_script_two_nodes(toy_cache, tmp_path):
+    "scripts/slurm_r1.sh with stand-ins for srun/scontrol/nvidia-smi: two 'nodes' of one process each, torchrun + c10d."
+    bin_ = tmp_path / "bin"; bin_.mkdir()
+    for name, text in FAKE_SLURM.items(): (bin_ / name).write_text(text); (bin_ / name).chmod(0o755)
+    script = Path(__file__).parents[1] / "scripts" / "slurm_r1.sh"
+    res = subprocess.run(["bash", str(script), "configs/toy_r1_zero.yaml", *TINY, f"toy_cache={toy_cache}", "steps=1",
+                          f"output_dir={tmp_path}/run"], capture_output=True, text=True, timeout=240, cwd=script.parents[1],
+                         env={**env(), "PATH": f"{bin_}:{os.environ['PATH']}", "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "n[1-2]",
+                              "SLURM_JOB_ID": "7", "MASTER_PORT": str(free_port())})
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "nodes=2 gpus/node=1" in res.stdout
+    assert [json.loads(l)["step"] for l in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()] == [0, 1]
+
+
 def test_one_rank_crashing_ends_the_job(toy_cache, tmp_path):
     "Rank 1 raises at step 2: the job exits non-zero within seconds and says why; nothing hangs."
     script = tmp_path / "crash.py"; script.write_text(CRASHER)
