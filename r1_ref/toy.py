@@ -14,17 +14,25 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2
 from tqdm.auto import tqdm
 
 # %% auto #0
-__all__ = ['TOY_TEMPLATE', 'TAGS', 'DEFAULT_MIX', 'scratchpad', 'sample_problem', 'toy_datasets', 'toy_completion',
-           'build_tokenizer', 'build_model', 'toy_document', 'pretrain', 'toy_base_model']
+__all__ = ['TOY_TEMPLATE', 'TAGS', 'DEFAULT_MIX', 'LANG_B', 'scratchpad', 'sample_problem', 'toy_datasets', 'toy_completion',
+           'build_tokenizer', 'build_model', 'toy_document', 'pretrain', 'toy_base_model', 'toy_language_reward']
 
 # %% ../nbs/03_toy_world.ipynb #f4919850
-def scratchpad(a:int, b:int) -> str:
+def scratchpad(
+    a:int, b:int,
+    rng:random.Random|None=None, # needed only for the two options below (chapter 8)
+    lang_mix:float=0.0,          # probability that a step is written in the second language (`LANG_B`)
+    reflect:float=0.0,           # probability that a step is first written wrong, then redone after 'wait'
+) -> str:
     "Column sums of `a + b`, least significant digit first, carry included: '5+6=11 3+9+1=13 …'."
     sa, sb, carry, steps = str(a)[::-1], str(b)[::-1], 0, []
     for i in range(max(len(sa), len(sb))):
         x, y = (int(s[i]) if i < len(s) else 0 for s in (sa, sb))
         total = x + y + carry
-        steps.append(f"{x}+{y}+{carry}={total}" if carry else f"{x}+{y}={total}")
+        step = f"{x}+{y}+{carry}={total}" if carry else f"{x}+{y}={total}"
+        if reflect and rng.random() < reflect: step = f"{step[:step.index('=')]}={total + 1} wait {step}"
+        if lang_mix and rng.random() < lang_mix: step = step.translate(_TO_B)
+        steps.append(step)
         carry = total // 10
     return " ".join(steps)
 
@@ -53,11 +61,11 @@ def toy_datasets(
 TOY_TEMPLATE = "User: {prompt}. Assistant:"
 TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
-def toy_completion(a:int, b:int, style:str) -> str:
+def toy_completion(a:int, b:int, style:str, **messy) -> str:
     "A completion of `a+b` in one `style`: 'plain' (bare number), 'answer' (tagged), 'think' (scratchpad + tagged)."
     if style == "plain": return f" {a + b}"
     if style == "answer": return f"<answer>{a + b}</answer>"
-    if style == "think": return f"<think>{scratchpad(a, b)}</think><answer>{a + b}</answer>"
+    if style == "think": return f"<think>{scratchpad(a, b, **messy)}</think><answer>{a + b}</answer>"
     raise ValueError(f"style={style!r} is not one of 'plain', 'answer', 'think'")
 
 # %% ../nbs/03_toy_world.ipynb #920804db
@@ -97,11 +105,12 @@ def build_model(
 # %% ../nbs/03_toy_world.ipynb #c3df693c
 DEFAULT_MIX = (0.40, 0.30, 0.30)  # plain, answer, think
 
-def toy_document(rng:random.Random, n_digits:int, mix=DEFAULT_MIX) -> str:
+def toy_document(rng:random.Random, n_digits:int, mix=DEFAULT_MIX, lang_mix:float=0.0, reflect:float=0.0) -> str:
     "One pretraining document: template, a completion in a random style, `<eos>`."
     a, b = sample_problem(rng, n_digits)
     style = rng.choices(("plain", "answer", "think"), weights=mix)[0]
-    return TOY_TEMPLATE.format(prompt=f"{a}+{b}") + toy_completion(a, b, style) + "<eos>"
+    messy = dict(rng=rng, lang_mix=lang_mix, reflect=reflect) if lang_mix or reflect else {}
+    return TOY_TEMPLATE.format(prompt=f"{a}+{b}") + toy_completion(a, b, style, **messy) + "<eos>"
 
 # %% ../nbs/03_toy_world.ipynb #55ad2c28
 def pretrain(
@@ -114,6 +123,8 @@ def pretrain(
     mix=DEFAULT_MIX,       # probabilities of the plain / answer / think styles
     seed:int=0,            # data seed
     progress:bool=True,    # show a tqdm bar
+    lang_mix:float=0.0,    # chapter 8: share of scratchpad steps in the second language
+    reflect:float=0.0,     # chapter 8: share of scratchpad steps redone after 'wait'
 ) -> list[float]:          # loss per step
     "Next-token pretraining on batches of random toy documents."
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -122,7 +133,7 @@ def pretrain(
     rng, losses = random.Random(seed), []
     model.train()
     for _ in (bar := tqdm(range(steps), desc="pretrain base", disable=not progress)):
-        batch = tokenizer([toy_document(rng, n_digits, mix) for _ in range(batch_size)], padding=True, return_tensors="pt")
+        batch = tokenizer([toy_document(rng, n_digits, mix, lang_mix, reflect) for _ in range(batch_size)], padding=True, return_tensors="pt")
         labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
         loss = model(**batch, labels=labels).loss
         loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -140,15 +151,18 @@ def toy_base_model(
     progress:bool=True,       # show a progress bar
     name:str="base",          # subdirectory of `out_dir`
     model_kwargs:dict|None=None, # sizes passed to `build_model` (default: the standard toy)
+    lang_mix:float=0.0,       # chapter 8: share of scratchpad steps in the second language
+    reflect:float=0.0,        # chapter 8: share of scratchpad steps redone after 'wait'
 ) -> Path:                    # the directory to pass to `from_pretrained`
     "Path of the pretrained toy base model, building and caching it on first use."
     path = Path(out_dir) / name
-    meta = dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3) | ({"model": model_kwargs} if model_kwargs else {})
+    meta = dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3) | ({"model": model_kwargs} if model_kwargs else {}) \
+           | ({"lang_mix": lang_mix, "reflect": reflect} if lang_mix or reflect else {})
     if (path / "toy.json").exists() and json.loads((path / "toy.json").read_text()) == meta: return path
     tok = build_tokenizer()
     model = build_model(tok, seed=seed, **(model_kwargs or {}))
     t0 = time.time()
-    pretrain(model, tok, steps=steps, n_digits=n_digits, mix=mix, seed=seed, progress=progress)
+    pretrain(model, tok, steps=steps, n_digits=n_digits, mix=mix, seed=seed, progress=progress, lang_mix=lang_mix, reflect=reflect)
     tmp = path.with_name(name + ".tmp")
     model.save_pretrained(tmp); tok.save_pretrained(tmp)
     (tmp / "toy.json").write_text(json.dumps(meta))
@@ -156,3 +170,20 @@ def toy_base_model(
     tmp.rename(path)
     print(f"pretrained the toy base model in {time.time() - t0:.0f} s -> {path}")
     return path
+
+# %% ../nbs/03_toy_world.ipynb #442c61ca
+LANG_B = "ABCDEFGHIJ"                                 # the second language's digits 0..9
+_TO_B = str.maketrans("0123456789", LANG_B)
+
+def toy_language_reward(
+    completions:list,  # generated texts
+    **columns,         # dataset columns (unused)
+) -> list[float]:      # the share of the thinking's digits written as ordinary digits
+    "Language consistency for the toy: the fraction of the reasoning's digits that are in the target language (0-9)."
+    from r1_ref.rewards import as_texts, think_text
+    out = []
+    for c in as_texts(completions):
+        t = think_text(c)
+        a, b = sum(ch.isdigit() for ch in t), sum(ch in LANG_B for ch in t)
+        out.append(a / (a + b) if a + b else 0.0)
+    return out
