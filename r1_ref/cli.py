@@ -10,7 +10,7 @@ import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['demo', 'print_summary', 'train_cmd', 'sft_cmd', 'build_parser', 'main']
+__all__ = ['demo', 'print_summary', 'train_cmd', 'sft_cmd', 'pipeline_cmd', 'build_parser', 'main']
 
 # %% ../nbs/10_cli.ipynb #777c34b2
 def demo(out:str="runs/demo", steps:int=60, seed:int=0):
@@ -67,6 +67,17 @@ def sft_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False, dis
     return {"evals": print_summary(cfg, t0), "log": log}
 
 # %% ../nbs/10_cli.ipynb #5f7fd75e
+def pipeline_cmd(config:str|None=None, overrides:list[str]=()) -> Path:
+    "Run (or resume) the toy R1-Zero vs R1 pipeline and print its report."
+    import time, resource
+    from r1_ref.pipeline import load_pipeline_config, run_pipeline
+    t0 = time.time()
+    report = run_pipeline(load_pipeline_config(config, overrides))
+    print(report.read_text())
+    print(f"wall time {time.time() - t0:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; report: {report}")
+    return report
+
+# %% ../nbs/10_cli.ipynb #f0da4f52
 def build_parser() -> argparse.ArgumentParser:
     "The `r1-ref` argument parser, one sub-command per job."
     p = argparse.ArgumentParser(prog="r1-ref", description="DeepSeek-R1 reference implementation: GRPO from a CPU toy to a GPU cluster.")
@@ -83,11 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
         c = sub.add_parser(name, help=h)
         c.add_argument("args", nargs="*", help="an optional CONFIG.yaml, then key=value overrides")
         c.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in output_dir")
+    pl = sub.add_parser("pipeline", help="chapter 8: R1-Zero vs R1 on the toy, every stage, with a report (resumable)")
+    pl.add_argument("args", nargs="*", help="an optional CONFIG.yaml, then key=value overrides")
     from r1_ref.evaluate import add_eval_args
     add_eval_args(sub.add_parser("eval", help="chapter 5: pass@1 over k samples, pass@k and cons@k on a benchmark"))
     return p
 
-# %% ../nbs/10_cli.ipynb #f0da4f52
+# %% ../nbs/10_cli.ipynb #bd9e2790
 def _split_config_args(args:list[str]) -> tuple[str|None, list[str]]:
     "The YAML path (first argument without '=') and the key=value overrides."
     if args and "=" not in args[0]: return args[0], args[1:]
@@ -99,6 +112,7 @@ def main(argv:list[str]|None=None):
     try:
         if args.command == "demo": demo(args.out, args.steps, args.seed)
         elif args.command == "train": train_cmd(*_split_config_args(args.args), resume=args.resume)
+        elif args.command == "pipeline": pipeline_cmd(*_split_config_args(args.args))
         elif args.command in ("sft", "distill"): sft_cmd(*_split_config_args(args.args), resume=args.resume, distill=args.command == "distill")
         elif args.command == "eval":
             from r1_ref.evaluate import eval_main
