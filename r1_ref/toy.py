@@ -50,6 +50,8 @@ def toy_datasets(
 ) -> tuple[Dataset, Dataset]:
     "Train and held-out `Dataset`s of addition problems with `prompt` and `answer` columns."
     if n_digits < 1: raise ValueError(f"n_digits={n_digits} must be >= 1")
+    n_pairs = (9 * 10 ** (n_digits - 1)) ** 2
+    if n_train + n_eval > n_pairs: raise ValueError(f"n_train + n_eval = {n_train + n_eval} exceeds the {n_pairs} distinct {n_digits}-digit problems")
     rng, seen, rows = random.Random(seed), set(), []
     while len(rows) < n_train + n_eval:
         a, b = sample_problem(rng, n_digits)
