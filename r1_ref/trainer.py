@@ -315,7 +315,7 @@ class GRPOTrainer:
     def __init__(self, cfg:GRPOConfig):
         from accelerate import Accelerator, InitProcessGroupKwargs
         self.cfg = check_config(cfg)
-        self.acc = Accelerator(mixed_precision="no" if cfg.fsdp else cfg.mixed_precision,
+        self.acc = Accelerator(mixed_precision="no" if cfg.fsdp and world_size() > 1 else cfg.mixed_precision,  # FSDP2: its own policy
                                cpu=world_size() > 1 and not torch.cuda.is_available(),  # several CPU processes: gloo
                                kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])
         with self.acc.main_process_first():                  # the main process downloads / builds, the others then read its cache
@@ -504,7 +504,7 @@ def tis_weights(
     mask:torch.Tensor,          # (batch, len) 1 for completion tokens
     cap:float=2.0,              # C: larger weights are truncated to C
 ) -> torch.Tensor:              # (batch, len) weights, 0 on padding
-    "Truncated importance weights $\min(\pi_\text{old}/\pi_\text{rollout}, C)$ per token."
+    "Truncated importance weights $\\min(\\pi_\\text{old}/\\pi_\\text{rollout}, C)$ per token."
     return torch.exp(old_logps - rollout_logps).clamp(max=cap) * mask
 
 def rollout_logps(ro:Rollout, batch:dict) -> torch.Tensor:
