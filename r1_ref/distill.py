@@ -98,7 +98,7 @@ def length_grouped_batches(
     chunk:int=8,        # batches per length-sorted chunk
 ) -> list[list[int]]:
     "Indices of `steps` full batches, each of examples of similar length, epoch after epoch."
-    if len(lengths) < batch_size: raise ConfigError(f"config key 'batch_size': {batch_size} is larger than the {len(lengths)} SFT examples")
+    batch_size = min(batch_size, len(lengths))    # fewer examples than a batch: every batch is all of them
     out, epoch = [], 0
     while len(out) < steps:
         g = torch.Generator().manual_seed(seed + epoch)

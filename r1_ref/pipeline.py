@@ -19,11 +19,11 @@ from .rewards import think_text
 
 # %% auto #0
 __all__ = ['REFLECTION_WORDS', 'MONITORS', 'RULES', 'LANGUAGE', 'STAGES', 'LABELS', 'TABLE_KEYS', 'PipelineConfig',
-           'load_pipeline_config', 'reflection_count', 'reflection_reward', 'reward_from_path', 'run_stage',
-           'grpo_config', 'grpo_stage', 'stage_base', 'stage_zero', 'readable', 'sample_traces', 'sft_stage',
-           'stage_cold_start', 'stage_rl1', 'non_task_examples', 'stage_rs_sft', 'stage_rl2', 'stage_distill',
-           'stage_student_rl', 'evaluate_model', 'metrics_rows', 'plot_rl_curves', 'plot_comparison', 'write_report',
-           'run_pipeline']
+           'check_pipeline_config', 'load_pipeline_config', 'reflection_count', 'reflection_reward', 'reward_from_path',
+           'run_stage', 'grpo_config', 'grpo_stage', 'stage_base', 'stage_zero', 'readable', 'sample_traces',
+           'sft_stage', 'stage_cold_start', 'stage_rl1', 'non_task_examples', 'stage_rs_sft', 'stage_rl2',
+           'stage_distill', 'stage_student_rl', 'evaluate_model', 'metrics_rows', 'plot_rl_curves', 'plot_comparison',
+           'write_report', 'run_pipeline']
 
 # %% ../nbs/08_pipeline.ipynb #8bf3e2a1
 @dataclass
@@ -61,9 +61,20 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = True
 
+def check_pipeline_config(cfg:PipelineConfig) -> PipelineConfig:
+    "Validate `cfg` before any stage runs, raising a `ConfigError` that names the offending key."
+    def bad(key, msg): raise ConfigError(f"config key '{key}': {msg}")
+    if not 0 <= cfg.non_task_frac < 1: bad("non_task_frac", f"must be in [0, 1), got {cfg.non_task_frac}")
+    for k in ("lang_mix", "reflect"):
+        if not 0 <= getattr(cfg, k) <= 1: bad(k, f"must be in [0, 1], got {getattr(cfg, k)}")
+    for k in ("zero_steps", "rl1_steps", "rl2_steps", "cold_start_examples", "rs_samples", "eval_samples"):
+        if getattr(cfg, k) < 1: bad(k, f"must be >= 1, got {getattr(cfg, k)}")
+    if cfg.reward_model: reward_from_path(cfg.reward_model)
+    return cfg
+
 def load_pipeline_config(path=None, overrides=()) -> PipelineConfig:
-    "A `PipelineConfig` from a YAML file plus `key=value` overrides."
-    return load_config(path, overrides, cls=PipelineConfig)
+    "A checked `PipelineConfig` from a YAML file plus `key=value` overrides."
+    return check_pipeline_config(load_config(path, overrides, cls=PipelineConfig))
 
 # %% ../nbs/08_pipeline.ipynb #e9c5520c
 REFLECTION_WORDS = ("wait", "mistake", "however", "retry", "error", "verify", "wrong", "evaluate", "check")
@@ -232,20 +243,22 @@ def evaluate_model(cfg:PipelineConfig, model:str, name:str) -> dict:
     engine = HFEngine(m, tok, 64, 0.6, 0.95)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir) / "report" / name
-    s = run_benchmark("toy", engine, n_samples=cfg.eval_samples, max_problems=cfg.toy_eval, out_dir=out, progress=False, model_name=name)
+    held_out = save_traces([dict(r) for r in toy_datasets(cfg.toy_train, cfg.toy_eval, cfg.toy_digits, cfg.seed)[1]], out.parent / "held_out.jsonl")
+    s = run_benchmark("toy", engine, n_samples=cfg.eval_samples, data=str(held_out), out_dir=out, progress=False, model_name=name)
     recs = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
     comps = [r["completion"] for r in recs]
-    mean = lambda xs: sum(xs) / len(xs)
+    mean = lambda xs: sum(xs) / len(xs) if xs else None
+    lang = [v for c, v in zip(comps, toy_language_reward(comps)) if "</think>" in c]   # among responses that think
     return {"model": name, "pass@1": s["pass@1"], f"cons@{cfg.eval_samples}": s.get(f"cons@{cfg.eval_samples}"),
-            "format": s["format"], "language": mean(toy_language_reward(comps)),
-            "mixed_frac": mean([0 < v < 1 for v in toy_language_reward(comps)]),
+            "format": s["format"], "thinks": mean([float("</think>" in c) for c in comps]), "language": mean(lang),
+            "mixed_frac": mean([float(0 < v < 1) for v in lang]),
             "reflection": mean([reflection_count(c) for c in comps]), "length": s["mean_length"]}
 
 # %% ../nbs/08_pipeline.ipynb #bab99384
 STAGES = ["base", "r1-zero", "r1-cold-start", "r1-rl1", "r1-sft", "r1"]
 LABELS = {"base": "base", "r1-zero": "R1-Zero", "r1-cold-start": "R1 cold start", "r1-rl1": "R1 stage 2 (RL)",
           "r1-sft": "R1 stage 3 (RS+SFT)", "r1": "R1 (stage 4)", "distill": "student, distilled", "student-rl": "student, GRPO"}
-TABLE_KEYS = ("pass@1", "format", "language", "mixed_frac", "reflection", "length")
+TABLE_KEYS = ("pass@1", "format", "thinks", "language", "mixed_frac", "reflection", "length")
 
 def metrics_rows(path:Path) -> list[dict]:
     "The JSON lines of a run's metrics.jsonl."
@@ -271,7 +284,7 @@ def plot_comparison(results:list[dict], path:Path):
     import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(10, 3)); w = 0.27
     for j, k in enumerate(("pass@1", "format", "language")):
-        ax.bar([i + (j - 1) * w for i in range(len(results))], [r[k] for r in results], w, label=k)
+        ax.bar([i + (j - 1) * w for i in range(len(results))], [r[k] or 0 for r in results], w, label=k)
     ax.set_xticks(range(len(results)), [LABELS.get(r["model"], r["model"]) for r in results], fontsize=7, rotation=15)
     ax.set_ylim(0, 1.05); ax.legend(fontsize=7, ncol=3); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
 
@@ -286,16 +299,17 @@ def write_report(cfg:PipelineConfig, records:list[dict]) -> Path:
     lines = [f"# R1-Zero vs R1 on the toy", "", f"Held-out: {cfg.toy_eval} questions x {cfg.eval_samples} samples, T=0.6, top-p 0.95.", "",
              "| model | " + " | ".join(TABLE_KEYS) + " | stage time (s) |", "|---|" + "---|" * (len(TABLE_KEYS) + 1)]
     for r in results:
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | " + " | ".join(f"{r[k]:.3f}" for k in TABLE_KEYS) + f" | {secs.get(r['model'], 0):.0f} |")
-    lines += ["", "language: share of the thinking's digits in the ordinary script; mixed_frac: share of responses that mix both scripts;",
-              "reflection: reflection words per response.", "", "![RL curves](rl_curves.png)", "", "![comparison](comparison.png)", ""]
+        cell = lambda v: "-" if v is None else f"{v:.3f}"
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | " + " | ".join(cell(r[k]) for k in TABLE_KEYS) + f" | {secs.get(r['model'], 0):.0f} |")
+    lines += ["", "thinks: share of responses with a closed thinking part; language: share of the thinking's digits in the ordinary",
+              "script and mixed_frac: share that mix both scripts, both among responses that think; reflection: reflection words per response.", "", "![RL curves](rl_curves.png)", "", "![comparison](comparison.png)", ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
 
 # %% ../nbs/08_pipeline.ipynb #25bea604
 def run_pipeline(cfg:PipelineConfig) -> Path:
     "Run (or finish) every stage of R1-Zero and R1 on the toy, then write the report; return its path."
-    t0 = time.time()
+    check_pipeline_config(cfg); t0 = time.time()
     stages = [("base", stage_base), ("r1-zero", stage_zero), ("r1-cold-start", stage_cold_start), ("r1-rl1", stage_rl1),
               ("r1-sft", stage_rs_sft), ("r1", stage_rl2)]
     if cfg.distill: stages += [("distill", stage_distill), ("student-rl", stage_student_rl)]
