@@ -13,6 +13,7 @@ TINY = ["toy_pretrain_steps=2", "batch_size=16", "group_size=4", "micro_batch_si
 WORKER = r'''
 import json, os, sys, zlib, torch
 import r1_ref.trainer as T
+LOSSES = {"dapo": ["loss_type=dapo", "scale_rewards=batch"], "grpo": ["loss_type=grpo", "scale_rewards=group"]}
 from r1_ref.rollout import Rollout
 
 class FixedEngine:
@@ -32,14 +33,14 @@ class FixedEngine:
         return Rollout(pids, cids, texts, [False] * len(cids), None, G)
 
 out, steps, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-tr = T.GRPOTrainer(T.load_config(overrides=overrides))
-tr.engine = FixedEngine(tr.tok)
-log = [tr.train_step() for _ in range(steps)]
-sd = tr.full_state_dict()
-if tr.acc.is_main_process:
-    torch.save({k: v.detach().cpu().clone() for k, v in sd.items()}, out + ".pt")
-    Path = __import__("pathlib").Path
-    Path(out + ".json").write_text(json.dumps(log))
+for name, loss in LOSSES.items():   # two trainers in one launch: the launch, not the training, is the slow part
+    tr = T.GRPOTrainer(T.load_config(overrides=[*overrides, *loss]))
+    tr.engine = FixedEngine(tr.tok)
+    log = [tr.train_step() for _ in range(steps)]
+    sd = tr.full_state_dict()
+    if tr.acc.is_main_process:
+        torch.save({k: v.detach().cpu().clone() for k, v in sd.items()}, f"{out}-{name}.pt")
+        open(f"{out}-{name}.json", "w").write(json.dumps(log))
 '''
 
 CRASHER = r'''
@@ -77,10 +78,17 @@ def torchrun(nproc=2, *args):
 
 @pytest.fixture(scope="module")
 def toy_cache(tmp_path_factory):
-    "A toy base model built once for the module (2 pretraining steps: plumbing, not learning)."
-    from r1_ref.toy import toy_base_model
-    d = tmp_path_factory.mktemp("toy")
-    toy_base_model(d, steps=2, progress=False)
+    "A copy of the repository's cached toy base model (runs/base) if it is current, else one built with 2 pretraining steps."
+    import inspect, shutil
+    from r1_ref.toy import toy_base_model, DEFAULT_MIX
+    base, d = Path(__file__).parents[1] / "runs" / "base", tmp_path_factory.mktemp("toy")
+    meta = json.loads((base / "toy.json").read_text()) if (base / "toy.json").exists() else {}
+    current = (meta.get("n_digits"), meta.get("seed"), meta.get("mix")) == (4, 0, list(DEFAULT_MIX)) \
+        and f"version={meta.get('version')})" in inspect.getsource(toy_base_model)    # the trainer will not rebuild it
+    if current:
+        shutil.copytree(base, d / "base")
+        TINY[0] = f"toy_pretrain_steps={meta['steps']}"
+    else: toy_base_model(d, steps=2, progress=False)
     return d
 
 
@@ -92,30 +100,38 @@ def worker(tmp_path_factory):
 
 
 def trained(worker, out, launcher, overrides, steps=2):
+    "Weights and metrics after `steps` GRPO steps, for each loss in the worker's LOSSES."
     res = run([*launcher, str(worker), str(out), str(steps), *overrides])
     assert res.returncode == 0, res.stderr[-3000:]
-    return torch.load(str(out) + ".pt"), json.loads(Path(str(out) + ".json").read_text())
+    return {name: (torch.load(f"{out}-{name}.pt"), json.loads(Path(f"{out}-{name}.json").read_text())) for name in ("dapo", "grpo")}
 
 
-@pytest.mark.parametrize("strategy,loss", [("ddp", ["loss_type=dapo", "scale_rewards=batch"]),
-                                           ("fsdp", ["loss_type=grpo", "scale_rewards=group"])])
-def test_two_processes_match_one(strategy, loss, toy_cache, worker, tmp_path):
-    "Same global batch, same update: 2 processes (DDP or FSDP2) end with the single-process weights."
+def common(toy_cache, fsdp):
+    return [*TINY, f"toy_cache={toy_cache}", "lr=1e-3", "warmup_steps=1", "mu=2", "beta=0.01", f"fsdp={str(fsdp).lower()}"]
+
+
+@pytest.fixture(scope="module")
+def one_process(toy_cache, worker, tmp_path_factory):
+    return trained(worker, tmp_path_factory.mktemp("one") / "w", [sys.executable], common(toy_cache, False))
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one(strategy, one_process, toy_cache, worker, tmp_path):
+    "Same global batch, same update: 2 processes (DDP or FSDP2) end with the single-process weights, for dapo and grpo."
     from safetensors.torch import load_file
-    common = [*TINY, *loss, f"toy_cache={toy_cache}", "lr=1e-3", "warmup_steps=1", "mu=2", "beta=0.01", "fsdp=" + str(strategy == "fsdp").lower()]
-    one, log1 = trained(worker, tmp_path / "one", [sys.executable], common)
-    two, log2 = trained(worker, tmp_path / "two", torchrun(2), common)
+    two_process = trained(worker, tmp_path / "w", torchrun(2), common(toy_cache, strategy == "fsdp"))
     init = load_file(toy_cache / "base" / "model.safetensors")
-    moved = max((one[k] - init[k]).abs().max().item() for k in init)
-    assert moved > 1e-4, "the update did not move the weights: the comparison would be vacuous"
-    assert set(one) >= set(init) and set(two) >= set(init)
-    worst = max((one[k] - two[k]).abs().max().item() for k in init)
-    print(f"{strategy}: max |w2 - w1| = {worst:.2e}, update size {moved:.2e}")
-    assert worst < 2e-5, f"2-process weights differ from 1-process by {worst} (update size {moved})"
-    for a, b in zip(log1, log2):   # global metrics: the same numbers as one process
-        for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "loss", "kl", "clip", "grad_norm"):
-            assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (k, a[k], b[k])
-    assert log1[0]["reward_std"] > 0 and log1[0]["grad_norm"] > 0
+    for loss, ((one, log1), (two, log2)) in {k: (one_process[k], two_process[k]) for k in one_process}.items():
+        moved = max((one[k] - init[k]).abs().max().item() for k in init)
+        assert moved > 1e-4, "the update did not move the weights: the comparison would be vacuous"
+        assert set(one) >= set(init) and set(two) >= set(init)
+        worst = max((one[k] - two[k]).abs().max().item() for k in init)
+        print(f"{strategy}/{loss}: max |w2 - w1| = {worst:.2e}, update size {moved:.2e}")
+        assert worst < 2e-5, f"{loss}: 2-process weights differ from 1-process by {worst} (update size {moved})"
+        for a, b in zip(log1, log2):   # global metrics: the same numbers as one process
+            for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "loss", "kl", "clip", "grad_norm"):
+                assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (loss, k, a[k], b[k])
+        assert log1[0]["reward_std"] > 0 and log1[0]["grad_norm"] > 0
 
 
 def test_accelerate_launch_end_to_end(toy_cache, tmp_path):
