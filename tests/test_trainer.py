@@ -153,3 +153,17 @@ def test_truncated_importance_sampling_with_a_perturbed_engine(toy_cache, tmp_pa
     assert m["tis_clipped"] == pytest.approx((n - n_even) / n)       # exp(+1.0) = 2.7 > cap: truncated to 2
     assert m["tis_weight"] == pytest.approx((n_even * math.exp(-0.5) + (n - n_even) * 2.0) / n, rel=1e-3)
     assert math.isfinite(m["loss"])
+
+
+def test_vllm_engine_key_builds_engines_with_make_vllm_engine(toy_cache, tmp_path, monkeypatch):
+    "engine=vllm: the trainer asks r1_ref.vllm_engine.make_vllm_engine (faked here: no vLLM on CPU) for both engines."
+    import r1_ref.trainer as T, r1_ref.vllm_engine as V
+    calls = []
+    class Fake:
+        def __init__(self, t, p): self.t, self.p = t, p
+        def with_sampling(self, t, p): return Fake(t, p)
+    monkeypatch.setattr(V, "make_vllm_engine", lambda cfg, path, tok, t, p: calls.append((cfg.engine, path, t, p)) or Fake(t, p))
+    cfg = T.load_config(overrides=[*TINY, f"toy_cache={toy_cache}", f"output_dir={tmp_path}", "engine=vllm", "temperature=0.9"])
+    tr = T.GRPOTrainer(cfg)
+    assert calls == [("vllm", tr.model_path, 0.9, 1.0)]
+    assert (tr.engine.t, tr.eval_engine.t, tr.eval_engine.p) == (0.9, cfg.eval_temperature, cfg.eval_top_p)
