@@ -13,7 +13,7 @@ TINY = ["toy_pretrain_steps=2", "batch_size=16", "group_size=4", "micro_batch_si
 WORKER = r'''
 import json, os, sys, zlib, torch
 import r1_ref.trainer as T
-LOSSES = {"dapo": ["loss_type=dapo", "scale_rewards=batch"], "grpo": ["loss_type=grpo", "scale_rewards=group"]}
+LOSSES = {"dapo": ["loss_type=dapo", "scale_rewards=batch"], "grpo": ["loss_type=grpo", "scale_rewards=group", "dynamic_sampling=true"]}
 from r1_ref.rollout import Rollout
 
 class FixedEngine:
@@ -25,7 +25,7 @@ class FixedEngine:
         for p in prompts:
             a, b = (int(x) for x in p.split("User: ")[1].split(".")[0].split("+"))
             for j in range(G):
-                h = zlib.crc32(f"{p}|{j}".encode())
+                h = zlib.crc32(f"{p}|{0 if zlib.crc32(p.encode()) % 3 == 1 else j}".encode())   # a third of the groups: all alike
                 think = " <think> " + f"{a}+{b} " * (h % 3) + "</think>" if h % 2 else ""
                 t = f"{think} <answer> {a + b + (h // 7) % 2} </answer>"
                 pids.append(self.tok.encode(p, add_special_tokens=False)); cids.append(self.tok.encode(t, add_special_tokens=False))
@@ -117,7 +117,7 @@ def one_process(toy_cache, worker, tmp_path_factory):
 
 @pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
 def test_two_processes_match_one(strategy, one_process, toy_cache, worker, tmp_path):
-    "Same global batch, same update: 2 processes (DDP or FSDP2) end with the single-process weights, for dapo and grpo."
+    "Same global batch, same update: 2 processes (DDP or FSDP2) end with the single-process weights (dapo; grpo + dynamic sampling)."
     from safetensors.torch import load_file
     two_process = trained(worker, tmp_path / "w", torchrun(2), common(toy_cache, strategy == "fsdp"))
     init = load_file(toy_cache / "base" / "model.safetensors")
@@ -129,9 +129,10 @@ def test_two_processes_match_one(strategy, one_process, toy_cache, worker, tmp_p
         print(f"{strategy}/{loss}: max |w2 - w1| = {worst:.2e}, update size {moved:.2e}")
         assert worst < 2e-5, f"{loss}: 2-process weights differ from 1-process by {worst} (update size {moved})"
         for a, b in zip(log1, log2):   # global metrics: the same numbers as one process
-            for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "loss", "kl", "clip", "grad_norm"):
+            for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "groups_kept", "loss", "kl", "clip", "grad_norm"):
                 assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (loss, k, a[k], b[k])
         assert log1[0]["reward_std"] > 0 and log1[0]["grad_norm"] > 0
+    assert min(r["groups_kept"] for r in one_process["grpo"][1]) < 1    # dynamic sampling dropped groups (masked on 2 ranks)
 
 
 def test_accelerate_launch_end_to_end(toy_cache, tmp_path):
