@@ -30,8 +30,9 @@ def demo(out:str="runs/demo", steps:int=60, seed:int=0):
 
 # %% ../nbs/10_cli.ipynb #b62da18a
 def print_summary(cfg, t0:float):
-    "Print the held-out evaluations of a finished run, its wall time, peak memory and where its results are."
-    import time, resource
+    "Print the held-out evaluations of a finished run, its wall time, peak memory and where its results are (main process only)."
+    import os, time, resource
+    if int(os.environ.get("RANK", "0")) != 0: return []     # under torchrun / accelerate launch, one summary
     out = Path(cfg.output_dir)
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if l.strip()]
     evals = [r for r in rows if "eval/reward" in r]

@@ -15,6 +15,7 @@ import yaml
 from tqdm.auto import tqdm
 from .grpo import group_advantages, grpo_loss, LOSS_TYPES, SCALES
 from .rollout import HFEngine, format_prompt, Rollout
+from .vllm_engine import tis_weights, pad_logps
 from . import rewards as R
 
 # %% auto #0
@@ -22,9 +23,8 @@ __all__ = ['ENGINES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 
            'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'token_logps', 'resolve_model', 'load_policy',
            'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks', 'GRPOTrainer', 'next_questions',
            'rollout_and_score', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored', 'full_state_dict',
-           'reference_logps', 'informative_rows', 'tis_weights', 'rollout_logps', 'tis_metrics', 'rollout_metrics',
-           'evaluate', 'save_checkpoint', 'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train',
-           'plot_metrics']
+           'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate', 'save_checkpoint',
+           'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train', 'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -438,7 +438,7 @@ def train_step(self:GRPOTrainer) -> dict:
         old, ref = self.reference_logps(batch, need_old=sub.logps is not None)
         weights = None
         if sub.logps is not None:                              # the engine reported its sampling log-probs (vLLM)
-            weights = tis_weights(old, rollout_logps(sub, batch), batch["completion_mask"], cfg.tis_cap)
+            weights, _ = tis_weights(old, pad_logps(sub.logps, old.shape[1]).to(old.device), batch["completion_mask"], cfg.tis_cap)
             metrics |= tis_metrics(self.acc, weights, batch["completion_mask"], cfg.tis_cap)
         t2 = time.perf_counter()
         metrics |= self.update(batch, adv[sel].to(self.acc.device), old, ref, weights)
@@ -498,21 +498,6 @@ def _select(ro:Rollout, idx) -> Rollout:
 GRPOTrainer.reference_logps = reference_logps
 
 # %% ../nbs/04_trainer.ipynb #5e7d1972
-def tis_weights(
-    old_logps:torch.Tensor,     # (batch, len) log pi_old of the sampled tokens under the trainer's model
-    rollout_logps:torch.Tensor, # (batch, len) log-probs the rollout engine sampled them with
-    mask:torch.Tensor,          # (batch, len) 1 for completion tokens
-    cap:float=2.0,              # C: larger weights are truncated to C
-) -> torch.Tensor:              # (batch, len) weights, 0 on padding
-    "Truncated importance weights $\\min(\\pi_\\text{old}/\\pi_\\text{rollout}, C)$ per token."
-    return torch.exp(old_logps - rollout_logps).clamp(max=cap) * mask
-
-def rollout_logps(ro:Rollout, batch:dict) -> torch.Tensor:
-    "The engine's per-token sampling log-probs of `ro`, padded like the batch's completion mask."
-    out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
-    for i, lp in enumerate(ro.logps): out[i, :len(lp)] = torch.tensor(lp, dtype=out.dtype)
-    return out
-
 def tis_metrics(acc, w:torch.Tensor, mask:torch.Tensor, cap:float) -> dict:
     "Mean importance weight and fraction of truncated tokens, over all processes."
     s, clipped, n = sum_over_ranks(acc, [w.sum(), ((w >= cap) & mask.bool()).sum(), mask.sum()])
