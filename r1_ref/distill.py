@@ -16,14 +16,14 @@ import yaml
 from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
 from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_data, load_policy, lr_lambda,
-                            make_batch, latest_checkpoint, plot_metrics, world_size, _load_split, _truncate_metrics)
+                            make_batch, completion_logits, latest_checkpoint, plot_metrics, world_size, _load_split, _truncate_metrics)
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
 __all__ = ['SMALL_TOY', 'SFT_PLOT_KEYS', 'forward_kl', 'sft_loss', 'check_same_tokenizer', 'encode_examples',
-           'length_grouped_batches', 'as_rollout', 'completion_logits', 'EmptyTraceSet', 'verdicts', 'rejection_sample',
-           'save_traces', 'SFTConfig', 'check_sft_config', 'load_sft_config', 'resolve_student', 'traces_path',
-           'make_traces', 'SFTTrainer', 'sft_step', 'sft_train']
+           'length_grouped_batches', 'as_rollout', 'EmptyTraceSet', 'verdicts', 'rejection_sample', 'save_traces',
+           'SFTConfig', 'check_sft_config', 'load_sft_config', 'resolve_student', 'traces_path', 'make_traces',
+           'SFTTrainer', 'sft_step', 'sft_train']
 
 # %% ../nbs/06_distill.ipynb #e4a70771
 def forward_kl(
@@ -118,16 +118,6 @@ def as_rollout(examples:list[tuple[list[int], list[int]]]) -> Rollout:
     n = len(examples)
     return Rollout([p for p, _ in examples], [c for _, c in examples], [""] * n, [False] * n)
 
-def completion_logits(
-    model, batch:dict,                 # from `make_batch`
-    rows=slice(None),                  # which rows (a micro-batch)
-    vocab:int|None=None,               # keep the first `vocab` logits (the tokenizer's length)
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # logits (B, C, V), targets (B, C), mask (B, C)
-    "Logits predicting each completion token, the tokens and their mask, trimmed to the rows' longest completion."
-    P = batch["P"]; C = max(1, int(batch["completion_mask"][rows].sum(1).max()))
-    ids, attn, pos = (batch[k][rows][:, :P + C] for k in ("input_ids", "attention_mask", "position_ids"))
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits[:, P - 1:-1]
-    return logits[..., :vocab], ids[:, P:], batch["completion_mask"][rows][:, :C]
 
 # %% ../nbs/06_distill.ipynb #ccd43e81
 class EmptyTraceSet(ValueError): "Rejection sampling kept no trace."

@@ -20,11 +20,11 @@ from . import rewards as R
 
 # %% auto #0
 __all__ = ['ENGINES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
-           'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'token_logps', 'resolve_model', 'load_policy',
-           'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks', 'GRPOTrainer', 'next_questions',
-           'rollout_and_score', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored', 'full_state_dict',
-           'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate', 'save_checkpoint',
-           'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train', 'plot_metrics']
+           'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
+           'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks', 'GRPOTrainer',
+           'next_questions', 'rollout_and_score', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored',
+           'full_state_dict', 'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate',
+           'save_checkpoint', 'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train', 'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -235,6 +235,17 @@ def make_batch(ro:Rollout, pad_id:int, device=None) -> dict:
     return {**out, "P": P}
 
 # %% ../nbs/04_trainer.ipynb #3d335423
+def completion_logits(
+    model, batch:dict,                 # from `make_batch`
+    rows:slice|torch.Tensor=slice(None), # which rows (a micro-batch)
+    vocab:int|None=None,               # keep the first `vocab` logits (the tokenizer's length; chapter 6)
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # logits (rows, C, V), completion tokens (rows, C), their mask
+    "Logits predicting each completion token, trimmed to these rows' longest completion C, with the tokens and mask."
+    P = batch["P"]; C = max(1, int(batch["completion_mask"][rows].sum(1).max()))  # these rows' longest completion: skip the rest
+    ids, attn, pos = (batch[k][rows][:, :P + C] for k in ("input_ids", "attention_mask", "position_ids"))
+    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits[:, P - 1:-1]
+    return logits[..., :vocab], ids[:, P:], batch["completion_mask"][rows][:, :C]
+
 def token_logps(
     model, batch:dict,          # from `make_batch`
     temperature:float=1.0,      # the rollout temperature
@@ -242,13 +253,11 @@ def token_logps(
     with_entropy:bool=False,    # also return the per-token entropy
 ):
     "Per-token log-probs (and entropies) of the completion tokens, shape (rows, completion_len)."
-    P, width = batch["P"], batch["completion_mask"].shape[1]
-    C = max(1, int(batch["completion_mask"][rows].sum(1).max()))  # these rows' longest completion: skip the rest
-    ids, attn, pos = (batch[k][rows][:, :P + C] for k in ("input_ids", "attention_mask", "position_ids"))
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits[:, P - 1:-1].float() / temperature
+    logits, targets, _ = completion_logits(model, batch, rows)
+    logits, width = logits.float() / temperature, batch["completion_mask"].shape[1]
     lse = logits.logsumexp(-1)                                  # log-softmax of the sampled token only: no (B, C, V) copy
-    pad = lambda x: torch.nn.functional.pad(x, (0, width - C))  # back to the batch width (padding is masked anyway)
-    logps = pad(logits.gather(2, ids[:, P:, None])[..., 0] - lse)
+    pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]))  # back to the batch width (padding is masked anyway)
+    logps = pad(logits.gather(2, targets[..., None])[..., 0] - lse)
     if not with_entropy: return logps
     with torch.no_grad(): ent = pad(lse - (logits.softmax(-1) * logits).sum(-1))
     return logps, ent
