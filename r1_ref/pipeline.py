@@ -7,7 +7,7 @@ Docs: https://r1-ref.github.io/r1_ref/pipeline.html.md"""
 # %% ../nbs/08_pipeline.ipynb #98825b2c
 from __future__ import annotations
 import importlib, json, random, time
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 import torch

@@ -1,5 +1,5 @@
 "SFT and distillation as a user runs them: the CLI end to end, resume after kill -9, and bad input."
-import json, signal, subprocess, time
+import json, subprocess
 from pathlib import Path
 import pytest
 
@@ -70,19 +70,13 @@ def test_distill_cli_traces_then_logit_kd(formatted_teacher, tmp_path):
     assert "held-out evaluation" in res.stdout
 
 
-def test_sft_kill9_then_resume_reproduces_metrics(tmp_path):
+def test_sft_kill9_then_resume_reproduces_metrics(tmp_path, kill9_then_resume):
     model, data = save_tiny(tmp_path / "m"), write_traces(tmp_path / "t.jsonl")
     common = [f"model={model}", f"sft_data={data}", *COMMON, "steps=8", "save_steps=2", "eval_steps=4", "lr=3e-3"]
     full = r1ref("sft", *common, f"output_dir={tmp_path / 'full'}")
     assert full.returncode == 0, full.stderr[-3000:]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(["r1-ref", "sft", *common, f"output_dir={out}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-000004" / "trainer_state.pt").exists():
-        assert proc.poll() is None and time.time() < deadline, "run ended before its step-4 checkpoint"
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL); proc.wait()
-    resumed = r1ref("sft", *common, f"output_dir={out}", "--resume")
+    resumed = kill9_then_resume("sft", common, out)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert metrics(out / "metrics.jsonl") == metrics(tmp_path / "full" / "metrics.jsonl")
 

@@ -1,5 +1,5 @@
 "GRPO trainer runs as a user runs them: the CLI, resume after kill -9, real-model code paths on the toy, bad input."
-import json, os, signal, subprocess, sys, time
+import json, subprocess
 from pathlib import Path
 import pytest
 import torch
@@ -27,18 +27,12 @@ def metrics(path):
     return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in rows]
 
 
-def test_kill9_then_resume_reproduces_metrics(toy_cache, tmp_path):
+def test_kill9_then_resume_reproduces_metrics(toy_cache, tmp_path, kill9_then_resume):
     common = [*TINY, f"toy_cache={toy_cache}", "steps=6", "save_steps=2", "mu=2", "beta=0.01"]
     full = r1ref("train", *common, f"output_dir={tmp_path}/full")
     assert full.returncode == 0, full.stderr[-2000:]
     out = tmp_path / "killed"
-    proc = subprocess.Popen(["r1-ref", "train", *common, f"output_dir={out}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (out / "checkpoint-000004" / "trainer_state.pt").exists():
-        assert proc.poll() is None and time.time() < deadline, "run ended before its step-4 checkpoint"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL); proc.wait()
-    resumed = r1ref("train", *common, f"output_dir={out}", "--resume")
+    resumed = kill9_then_resume("train", common, out)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     a, b = metrics(tmp_path / "full" / "metrics.jsonl"), metrics(out / "metrics.jsonl")
     assert [r["step"] for r in b] == list(range(7))
