@@ -1,4 +1,4 @@
-"""Sampling a group of completions per prompt: templates, the engine interface, and a batched `transformers.generate` engine with KV cache and left padding.
+"""Sampling a group of completions per prompt: templates, the engine interface, and a batched decode loop with a KV cache that prefills each prompt once and retires finished rows.
 
 Docs: https://r1-ref.github.io/r1_ref/rollout.html.md"""
 
@@ -11,7 +11,8 @@ from typing import Protocol
 import torch
 
 # %% auto #0
-__all__ = ['R1_ZERO_TEMPLATE', 'TEMPLATES', 'format_prompt', 'Rollout', 'RolloutEngine', 'HFEngine']
+__all__ = ['R1_ZERO_TEMPLATE', 'TEMPLATES', 'format_prompt', 'Rollout', 'RolloutEngine', 'sample_next', 'HFEngine',
+           'forward_accepts']
 
 # %% ../nbs/03b_rollout.ipynb #68621dd8
 R1_ZERO_TEMPLATE = (
@@ -57,33 +58,56 @@ class RolloutEngine(Protocol):
     def load_weights(self, model) -> None: ...
 
 # %% ../nbs/03b_rollout.ipynb #bf93a276
+def sample_next(
+    logits:torch.Tensor,     # (rows, vocab) next-token logits
+    temperature:float=1.0,   # 0: greedy
+    top_p:float=1.0,         # nucleus sampling; 1.0 keeps every token
+) -> tuple[torch.Tensor, torch.Tensor]: # the sampled token of each row, and its log-prob under the sampling distribution
+    "Draw one token per row from softmax(logits / temperature), restricted to the top-p nucleus."
+    logits = logits.float()
+    if temperature == 0:
+        return logits.argmax(-1), torch.zeros(len(logits), device=logits.device)
+    logits = logits / temperature
+    if top_p < 1.0:
+        desc, order = logits.sort(-1, descending=True)
+        probs = desc.softmax(-1)
+        outside = probs.cumsum(-1) - probs >= top_p          # the more likely tokens already hold p of the mass
+        logits = logits.scatter(-1, order, desc.masked_fill(outside, -float("inf")))
+    logp = logits.log_softmax(-1)
+    tokens = torch.multinomial(logp.exp(), 1)[:, 0]
+    return tokens, logp.gather(1, tokens[:, None])[:, 0]
+
+# %% ../nbs/03b_rollout.ipynb #5a3d8d44
 class HFEngine:
-    "Rollouts with 🤗 `generate`: batched, KV cache, left padding, EOS or stop strings."
+    "Rollouts from a 🤗 causal LM: batched decode loop with a KV cache, left padding, EOS or stop strings."
     def __init__(self,
         model, tokenizer,          # the policy being trained, and its tokenizer
         max_new_tokens:int=256,    # length limit of a completion
-        temperature:float=1.0,     # sampling temperature
+        temperature:float=1.0,     # sampling temperature (0: greedy)
         top_p:float=1.0,           # nucleus sampling
         stop:tuple=("</answer>",), # stop strings, in addition to EOS
         batch_size:int=256,        # completions generated at once
         logprobs:bool=False,       # also return the sampling log-probs
+        use_generate:bool=False,   # sample with 🤗 `generate` instead of our decode loop
     ):
         self.model, self.tok, self.max_new_tokens = model, tokenizer, max_new_tokens
         self.temperature, self.top_p, self.batch_size, self.logprobs = temperature, top_p, batch_size, logprobs
         self.eos_ids, self.stop_strings = _stop_ids(tokenizer, stop)
+        self.use_generate = use_generate
 
     def load_weights(self, model): self.model = model
 
     def generate(self, prompts:list[str], group_size:int=1) -> Rollout:
         "Sample `group_size` completions for each of `prompts` (already formatted)."
         per_call = max(1, self.batch_size // group_size)
-        parts = [self._generate(prompts[i:i + per_call], group_size) for i in range(0, len(prompts), per_call)]
+        run = self._generate if self.use_generate or _sharded(self.model) else self._decode
+        parts = [run(prompts[i:i + per_call], group_size) for i in range(0, len(prompts), per_call)]
         return Rollout(*[sum((getattr(p, f) for p in parts), []) for f in ("prompt_ids", "completion_ids", "completions", "truncated")],
                        logps=sum((p.logps for p in parts), []) if self.logprobs else None, group_size=group_size)
 
-# %% ../nbs/03b_rollout.ipynb #c85dab26
+# %% ../nbs/03b_rollout.ipynb #d9dd0fbf
 def _stop_ids(tokenizer, stop) -> tuple[list[int], list[str]]:
-    "Split stop strings into single-token ones (extra EOS ids) and multi-token ones (for `stop_strings`)."
+    "Split stop strings into single-token ones (extra EOS ids) and multi-token ones (matched on decoded text)."
     eos = tokenizer.eos_token_id
     eos_ids, strings = ([] if eos is None else [eos] if isinstance(eos, int) else list(eos)), []
     for s in stop:
@@ -92,33 +116,109 @@ def _stop_ids(tokenizer, stop) -> tuple[list[int], list[str]]:
         else: strings.append(s)
     return eos_ids, strings
 
-# %% ../nbs/03b_rollout.ipynb #5a3d8d44
+def _sharded(model) -> bool:
+    "Whether the model's parameters are sharded over processes (FSDP or DeepSpeed ZeRO-3)."
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return False
+    from transformers.integrations import is_deepspeed_zero3_enabled
+    from torch.distributed.fsdp import FullyShardedDataParallel
+    return getattr(model, "_is_fsdp_managed_module", False) or isinstance(model, FullyShardedDataParallel) or is_deepspeed_zero3_enabled()
+
+def _left_pad(tok, prompts:list[str], device):
+    "Tokenize `prompts` into one left-padded batch."
+    side, tok.padding_side = tok.padding_side, "left"
+    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    tok.padding_side = side
+    return enc
+
+# %% ../nbs/03b_rollout.ipynb #4609f347
+@torch.no_grad()
+def _decode(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
+    "Our decode loop for one chunk of prompts: prefill once per prompt, sample token by token, retire stopped rows."
+    tok, model, G, T = self.tok, self.model, group_size, self.max_new_tokens
+    enc = _left_pad(tok, prompts, model.device)
+    mask, pos = enc.attention_mask, (enc.attention_mask.cumsum(1) - 1).clamp(min=0)
+    was_training = model.training; model.eval()
+    out = model(input_ids=enc.input_ids, attention_mask=mask, position_ids=pos, use_cache=True, **_keep_last(model))
+    cache = out.cache if "cache" in out else out.past_key_values     # transformers ≥ 5.24 calls it `cache`
+    cache.batch_repeat_interleave(G)                                  # one prompt prefill serves its whole group
+    logits = out.logits[:, -1].repeat_interleave(G, 0)
+    mask, pos = mask.repeat_interleave(G, 0), pos[:, -1:].repeat_interleave(G, 0)
+    B = len(prompts) * G
+    tokens = torch.full((B, T), tok.pad_token_id or 0, dtype=torch.long, device=model.device)
+    logps, lengths = torch.zeros(B, T, device=model.device), torch.full((B,), T, device=model.device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=model.device)
+    alive, eos = torch.arange(B, device=model.device), torch.tensor(self.eos_ids, device=model.device)
+    for t in range(T):
+        nxt, lp = sample_next(logits, self.temperature, self.top_p)
+        tokens[alive, t], logps[alive, t] = nxt, lp
+        done = torch.isin(nxt, eos) | self._stop_string_hit(tokens, alive, t)
+        lengths[alive[done]], stopped[alive[done]] = t + 1, True
+        if t == T - 1 or done.all(): break
+        if done.any():                                                # retire the rows that stopped
+            keep = (~done).nonzero()[:, 0]
+            cache.batch_select_indices(keep)
+            alive, nxt, mask, pos = alive[keep], nxt[keep], mask[keep], pos[keep]
+        mask, pos = torch.cat([mask, mask.new_ones(len(alive), 1)], 1), pos + 1
+        logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
+                       **{_cache_arg(model): cache}).logits[:, -1]
+    model.train(was_training)
+    return self._to_rollout(enc, tokens.cpu(), lengths.tolist(), (~stopped).tolist(), logps.cpu(), G)
+
+HFEngine._decode = _decode
+
+# %% ../nbs/03b_rollout.ipynb #41d1ab45
+import inspect
+
+def forward_accepts(model, arg:str) -> bool:
+    "Whether `model`'s forward (unwrapped from DDP) takes the keyword `arg`."
+    return arg in inspect.signature(getattr(model, "module", model).forward).parameters
+
+def _cache_arg(model) -> str:
+    "The name of the forward argument that takes the KV cache."
+    return "cache" if forward_accepts(model, "cache") else "past_key_values"
+
+def _keep_last(model) -> dict:
+    "Forward kwargs that compute logits for the last position only, where the model supports it."
+    return {"logits_to_keep": 1} if forward_accepts(model, "logits_to_keep") else {}
+
+def _stop_string_hit(self:HFEngine, tokens:torch.Tensor, alive:torch.Tensor, t:int) -> torch.Tensor:
+    "Which `alive` rows of `tokens` end at column `t` with one of the multi-token stop strings."
+    if not self.stop_strings: return torch.zeros(len(alive), dtype=torch.bool, device=tokens.device)
+    k = max(len(s.encode()) for s in self.stop_strings)           # a token is at least one byte: the last k tokens hold it
+    tails = self.tok.batch_decode(tokens[alive, max(0, t + 1 - k):t + 1].tolist())
+    return torch.tensor([any(s in x for s in self.stop_strings) for x in tails], device=tokens.device)
+
+def _to_rollout(self:HFEngine, enc, tokens:torch.Tensor, lengths:list[int], truncated:list[bool], logps:torch.Tensor, G:int) -> Rollout:
+    "Cut each row at its length and decode it."
+    completion_ids = [row[:n].tolist() for row, n in zip(tokens, lengths)]
+    prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc.input_ids.cpu(), enc.attention_mask.cpu())]
+    return Rollout(prompt_ids=[p for p in prompt_ids for _ in range(G)], completion_ids=completion_ids,
+                   completions=self.tok.batch_decode(completion_ids, skip_special_tokens=True), truncated=truncated,
+                   logps=[row[:n].tolist() for row, n in zip(logps, lengths)] if self.logprobs else None, group_size=G)
+
+HFEngine._stop_string_hit, HFEngine._to_rollout = _stop_string_hit, _to_rollout
+
+# %% ../nbs/03b_rollout.ipynb #75e54678
 @torch.no_grad()
 def _generate(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
-    "Generate for one chunk of prompts."
+    "Generate for one chunk of prompts with 🤗 `generate`."
     tok, model = self.tok, self.model
-    side, tok.padding_side = tok.padding_side, "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-    tok.padding_side = side
+    enc = _left_pad(tok, prompts, model.device)
     was_training = model.training; model.eval()
-    out = model.generate(**enc, do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0,
-                         max_new_tokens=self.max_new_tokens, num_return_sequences=group_size,
+    if self.temperature: inputs, sampling = enc, dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0, num_return_sequences=group_size)
+    else: inputs, sampling = {k: v.repeat_interleave(group_size, 0) for k, v in enc.items()}, dict(do_sample=False)  # greedy: one sequence per input
+    out = model.generate(**inputs, **sampling, max_new_tokens=self.max_new_tokens,
                          eos_token_id=self.eos_ids, pad_token_id=tok.pad_token_id,
                          stop_strings=self.stop_strings or None, tokenizer=tok if self.stop_strings else None,
                          return_dict_in_generate=True, output_scores=self.logprobs)
     model.train(was_training)
-    P = enc.input_ids.shape[1]
-    gen = out.sequences[:, P:].cpu()
+    gen = out.sequences[:, enc.input_ids.shape[1]:].cpu()
     lengths, truncated = _completion_lengths(gen, self.eos_ids, tok.pad_token_id, bool(self.stop_strings))
-    completion_ids = [row[:n].tolist() for row, n in zip(gen, lengths)]
-    prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc.input_ids.cpu(), enc.attention_mask.cpu())]
-    logps = None
-    if self.logprobs:
-        lp = torch.stack(out.scores, 1).float().log_softmax(-1).cpu().gather(2, gen[..., None])[..., 0]
-        logps = [row[:n].tolist() for row, n in zip(lp, lengths)]
-    return Rollout(prompt_ids=[p for p in prompt_ids for _ in range(group_size)], completion_ids=completion_ids,
-                   completions=tok.batch_decode(completion_ids, skip_special_tokens=True),
-                   truncated=truncated, logps=logps, group_size=group_size)
+    logps = torch.zeros(gen.shape)
+    if self.logprobs and self.temperature:
+        logps = torch.stack(out.scores, 1).float().log_softmax(-1).cpu().gather(2, gen[..., None])[..., 0]
+    return self._to_rollout(enc, gen, lengths, truncated, logps, group_size)
 
 HFEngine._generate = _generate
 

@@ -14,7 +14,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 from .grpo import group_advantages, grpo_loss, LOSS_TYPES, SCALES
-from .rollout import HFEngine, format_prompt, Rollout
+from .rollout import HFEngine, format_prompt, Rollout, forward_accepts
 from .vllm_engine import tis_weights, pad_logps
 from . import rewards as R
 
@@ -91,7 +91,7 @@ class GRPOConfig:
     # scale out (chapter 7): batch_size and mini_batch_size stay global, summed over all processes
     fsdp: bool = False               # shard the policy with torch FSDP2 (`fully_shard`) instead of DDP (works on CPU/gloo too)
     dist_timeout_s: int = 600        # collectives time out after this many seconds, so a dead rank fails the job
-    engine: str = "hf"               # rollout engine: "hf" (transformers generate), "vllm" (colocated), "vllm_server"
+    engine: str = "hf"               # rollout engine: "hf" (our decode loop), "hf_generate" (transformers generate), "vllm" (colocated), "vllm_server"
     vllm_gpu_memory_utilization: float = 0.3  # share of GPU memory a colocated vLLM may take
     vllm_tensor_parallel_size: int = 1
     vllm_server_host: str = "127.0.0.1"
@@ -101,7 +101,7 @@ class GRPOConfig:
 # %% ../nbs/04_trainer.ipynb #57b59266
 class ConfigError(ValueError): "A configuration key has a bad value or does not exist."
 
-ENGINES = ("hf", "vllm", "vllm_server")
+ENGINES = ("hf", "hf_generate", "vllm", "vllm_server")
 
 def world_size() -> int:
     "Processes in the job, as `torchrun` / `accelerate launch` announce it (1 without a launcher)."
@@ -243,8 +243,9 @@ def completion_logits(
     "Logits predicting each completion token, trimmed to these rows' longest completion C, with the tokens and mask."
     P = batch["P"]; C = max(1, int(batch["completion_mask"][rows].sum(1).max()))  # these rows' longest completion: skip the rest
     ids, attn, pos = (batch[k][rows][:, :P + C] for k in ("input_ids", "attention_mask", "position_ids"))
-    logits = model(input_ids=ids, attention_mask=attn, position_ids=pos, use_cache=False).logits[:, P - 1:-1]
-    return logits[..., :vocab], ids[:, P:], batch["completion_mask"][rows][:, :C]
+    keep = {"logits_to_keep": C} if forward_accepts(model, "logits_to_keep") else {}   # no logits for the prompt
+    logits = model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=False, **keep).logits
+    return logits[:, -C:, :vocab], ids[:, P:], batch["completion_mask"][rows][:, :C]
 
 def token_logps(
     model, batch:dict,          # from `make_batch`
@@ -341,9 +342,10 @@ class GRPOTrainer:
         if self.acc.is_fsdp2: self.policy._is_fsdp_managed_module = True   # accelerate's FSDP2 (GPU): `generate` steps in sync
         self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
         self.reward = build_reward(cfg)
-        if cfg.engine == "hf":
-            self.engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p)
-            self.eval_engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p)
+        if cfg.engine in ("hf", "hf_generate"):
+            hf = dict(use_generate=cfg.engine == "hf_generate")
+            self.engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p, **hf)
+            self.eval_engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, **hf)
         else:
             from r1_ref.vllm_engine import make_vllm_engine
             self.engine = make_vllm_engine(cfg, self.model_path, self.tok, cfg.temperature, cfg.top_p)
@@ -392,7 +394,7 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
     for _ in range(cfg.mu):
         for s in range(0, n, mb):
             rows = torch.arange(s, min(s + mb, n))
-            rows = rows[batch["completion_mask"][rows].sum(1).argsort(stable=True)]  # similar lengths share a micro-batch
+            rows = rows[batch["completion_mask"][rows].sum(1).argsort(descending=True, stable=True)]  # similar lengths share a micro-batch, longest first
             cmask = batch["completion_mask"][rows]
             n_tokens, n_seqs = sum_over_ranks(self.acc, [cmask.sum(), (cmask.sum(1) > 0).sum()])  # the global mini-batch's
             mb_loss = 0.0
@@ -482,7 +484,7 @@ def reference_logps(self:GRPOTrainer, batch:dict, need_old:bool=False):
     "Log-probs of the batch under the sampling policy (if reused or `need_old`) and the reference (if β > 0)."
     cfg, n = self.cfg, batch["input_ids"].shape[0]
     reused = need_old or cfg.mu > 1 or (cfg.mini_batch_size or cfg.batch_size) // self.acc.num_processes < n
-    order = batch["completion_mask"].sum(1).argsort(stable=True)     # similar lengths share a micro-batch
+    order = batch["completion_mask"].sum(1).argsort(descending=True, stable=True)  # similar lengths share a micro-batch, longest first
     def run(m):
         out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
         for s in range(0, n, cfg.micro_batch_size):

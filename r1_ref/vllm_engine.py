@@ -24,7 +24,7 @@ def _import_vllm():
     try: import vllm
     except ImportError as e:
         raise ImportError('The vLLM engines need vLLM and a CUDA GPU: pip install "r1-ref[vllm]" '
-                          '(or pass engine="hf" to use the 🤗 generate engine).') from e
+                          '(or pass engine="hf" to use the in-process 🤗 engine).') from e
     return vllm
 
 # %% ../nbs/03c_vllm.ipynb #ac9926d3
