@@ -1,7 +1,7 @@
 """Benchmark r1_ref's GRPO trainer against TRL's `GRPOTrainer` on the toy world (CPU).
 
     python bench/bench_vs_trl.py [--repeats 3] [--steps 3] [--tta-repeats 1] [--tta-cap 60] [--target 0.9]
-                                 [--eval-every 5] [--json out.json] [--plot docs/benchmarks.png]
+                                 [--eval-every 5] [--with-generate] [--json out.json] [--plot docs/benchmarks.png]
 
 Both trainers get the same toy base model (runs/base), tokenizer, training/held-out data, reward (format + exact
 accuracy), G=8, 128 completions per step (16 questions), micro-batch 64 (TRL: per-device batch 64 x gradient
@@ -24,6 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "runs" / "base"
 G, BATCH, MICRO, MAX_NEW, LR, N_TRAIN, N_EVAL = 8, 128, 64, 64, 1e-4, 2000, 100
+GEN = "r1_ref_generate"   # r1_ref with engine=hf_generate: the same trainer, rollouts from 🤗 generate
 
 
 def peak_rss_mb(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -47,7 +48,7 @@ def make_evaluator(tok, eval_rows):
 
 
 # ---------------------------------------------------------------- r1_ref worker
-def run_r1(mode, a):
+def run_r1(mode, a, engine="hf"):
     import torch
     from r1_ref.trainer import GRPOTrainer, load_config
     steps = a.tta_cap if mode == "tta" else a.steps + 1
@@ -55,7 +56,7 @@ def run_r1(mode, a):
                                  f"group_size={G}", f"batch_size={BATCH}", f"micro_batch_size={MICRO}",
                                  f"max_new_tokens={MAX_NEW}", f"lr={LR}", "beta=0", "epsilon=0.2", "loss_type=dapo",
                                  "temperature=1.0", "top_p=1.0", f"steps={steps}", "warmup_steps=5",
-                                 f"toy_train={N_TRAIN}", f"toy_eval={N_EVAL}", f"seed={a.seed}"])
+                                 f"toy_train={N_TRAIN}", f"toy_eval={N_EVAL}", f"seed={a.seed}", f"engine={engine}"])
     tr = GRPOTrainer(cfg)
     evaluate = make_evaluator(tr.tok, tr.eval_rows[:N_EVAL])
     rows, curve, t_train = [], [], 0.0
@@ -127,7 +128,7 @@ def run_trl(mode, a):
 def worker(impl, mode, a):
     import torch
     torch.set_num_threads(a.threads)
-    rows, curve = (run_r1 if impl == "r1_ref" else run_trl)(mode, a)
+    rows, curve = run_trl(mode, a) if impl == "trl" else run_r1(mode, a, "hf_generate" if impl == GEN else "hf")
     out = {"impl": impl, "mode": mode, "peak_rss_mb": peak_rss_mb(), "curve": curve, "steps_run": len(rows)}
     if mode == "speed":
         timed = rows[1:]                                    # drop the warm-up step
@@ -179,9 +180,9 @@ def table(results, tta):
 def plot(speed, tta, path):
     import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2 if tta else 1, figsize=(11 if tta else 5.5, 4)); ax = ax if tta else [ax]
-    impls = ["r1_ref", "trl"]
+    impls = [i for i in ("r1_ref", GEN, "trl") if any(r["impl"] == i for r in speed)]
     vals = [[r["completions_per_s"] for r in speed if r["impl"] == i] for i in impls]
-    ax[0].bar(impls, [statistics.median(v) for v in vals], color=["tab:blue", "tab:orange"])
+    ax[0].bar(impls, [statistics.median(v) for v in vals], color=[{"r1_ref": "tab:blue", GEN: "lightsteelblue", "trl": "tab:orange"}[i] for i in impls])
     for k, v in enumerate(vals): ax[0].scatter([k] * len(v), v, color="k", s=12, zorder=3)
     ax[0].set_ylabel("completions/s (median; dots: repeats)"); ax[0].set_title("GRPO step throughput, toy world, CPU")
     if tta:
@@ -206,9 +207,11 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--trl-gradient-checkpointing", action="store_true",
                     help="keep TRL's default gradient checkpointing (r1_ref runs without; off by default for the same settings)")
+    ap.add_argument("--with-generate", action="store_true",
+                    help=f"also time r1_ref with the 🤗 generate engine (engine=hf_generate) as '{GEN}', alternating with the others")
     ap.add_argument("--json", default=None, help="write all worker results here")
     ap.add_argument("--plot", default=None, help="write a PNG plot here")
-    ap.add_argument("--worker", choices=["r1_ref", "trl"], help=argparse.SUPPRESS)
+    ap.add_argument("--worker", choices=["r1_ref", "trl", GEN], help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["speed", "tta"], default="speed", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker: return worker(a.worker, a.mode, a)
@@ -218,7 +221,7 @@ def main():
     print(env)
     speed, tta = [], []
     for i in range(a.repeats):
-        for impl in ("r1_ref", "trl"): speed.append(spawn(impl, "speed", a))
+        for impl in ("r1_ref", "trl", GEN) if a.with_generate else ("r1_ref", "trl"): speed.append(spawn(impl, "speed", a))
     for i in range(a.tta_repeats):
         for impl in ("r1_ref", "trl"): tta.append(spawn(impl, "tta", a))
     print(f"\n{a.repeats} speed repeats x {a.steps} timed steps; {a.tta_repeats} time-to-accuracy repeats "
@@ -228,6 +231,12 @@ def main():
     if r1 and r1[0].get("time_rollout") is not None:
         m = lambda k: statistics.median(r[k] for r in r1)
         print(f"\nr1_ref step split (median): rollout {m('time_rollout'):.2f}s | reward {m('time_reward'):.2f}s | log-probs {m('time_logps'):.2f}s | update {m('time_update'):.2f}s")
+    gen = [r for r in speed if r["impl"] == GEN]
+    if gen:
+        m = lambda k, rs: statistics.median(r[k] for r in rs)
+        print(f"r1_ref with the generate engine (engine=hf_generate), medians: completions/s {m('completions_per_s', gen):.1f} "
+              f"(r1_ref/that {m('completions_per_s', r1) / m('completions_per_s', gen):.2f}) | step {m('time_step', gen):.2f}s | "
+              f"rollout {m('time_rollout', gen):.2f}s | update {m('time_update', gen):.2f}s | peak RSS {m('peak_rss_mb', gen):.0f} MB")
     if a.json: Path(a.json).write_text(json.dumps({"env": env, "speed": speed, "tta": tta}, indent=1))
     if a.plot: plot(speed, tta, a.plot)
 

@@ -22,9 +22,10 @@ from . import rewards as R
 __all__ = ['ENGINES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
            'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
            'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks', 'GRPOTrainer',
-           'next_questions', 'rollout_and_score', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored',
-           'full_state_dict', 'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate',
-           'save_checkpoint', 'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train', 'plot_metrics']
+           'next_questions', 'rollout_and_score', 'micro_batches', 'NonFiniteLoss', 'update', 'train_step',
+           'gather_scored', 'full_state_dict', 'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics',
+           'evaluate', 'save_checkpoint', 'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train',
+           'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -162,7 +163,8 @@ def load_config(
     for o in overrides:
         if "=" not in o: raise ConfigError(f"override {o!r} is not of the form key=value")
         k, v = o.split("=", 1)
-        data[k.strip()] = yaml.safe_load(v)
+        try: data[k.strip()] = yaml.safe_load(v)
+        except yaml.YAMLError: data[k.strip()] = v      # not YAML (e.g. a template "User: {prompt}"): the plain string
     types = {f.name: str(f.type) for f in fields(cls)}
     for k, v in data.items():
         if k not in types: raise ConfigError(f"unknown config key '{k}' (known keys: {', '.join(sorted(types))})")
@@ -383,6 +385,23 @@ def rollout_and_score(self:GRPOTrainer, rows:list[dict], engine:HFEngine, group_
 
 GRPOTrainer.rollout_and_score = rollout_and_score
 
+# %% ../nbs/04_trainer.ipynb #5b68aff0
+def micro_batches(
+    lengths:torch.Tensor,   # each row's length in tokens (prompt + completion)
+    size:int,               # at most this many rows per micro-batch
+    at_least:int=1,         # split further until there are this many (to match other processes)
+) -> list[torch.Tensor]:
+    "Row indices grouped into micro-batches of similar length, longest first."
+    order, out, cur = lengths.argsort(descending=True, stable=True).tolist(), [], []
+    for i in order:
+        if cur and (len(cur) == size or 2 * lengths[i] <= lengths[cur[0]]): out.append(cur); cur = []
+        cur.append(i)
+    if cur: out.append(cur)
+    while len(out) < at_least and any(len(c) > 1 for c in out):         # halve the micro-batch with the most tokens
+        j = max((k for k in range(len(out)) if len(out[k]) > 1), key=lambda k: len(out[k]) * lengths[out[k][0]])
+        out[j:j + 1] = [out[j][:len(out[j]) // 2], out[j][len(out[j]) // 2:]]
+    return [torch.tensor(c, dtype=torch.long) for c in out]
+
 # %% ../nbs/04_trainer.ipynb #1239e06e
 class NonFiniteLoss(RuntimeError): "The loss became NaN or infinite."
 
@@ -394,12 +413,10 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
     for _ in range(cfg.mu):
         for s in range(0, n, mb):
             rows = torch.arange(s, min(s + mb, n))
-            rows = rows[batch["completion_mask"][rows].sum(1).argsort(descending=True, stable=True)]  # similar lengths share a micro-batch, longest first
             cmask = batch["completion_mask"][rows]
             n_tokens, n_seqs = sum_over_ranks(self.acc, [cmask.sum(), (cmask.sum(1) > 0).sum()])  # the global mini-batch's
             mb_loss = 0.0
-            for m in range(0, len(rows), cfg.micro_batch_size):
-                r = rows[m:m + cfg.micro_batch_size]
+            for r in self.micro_batches(batch, rows):
                 logps, ent = token_logps(self.model, batch, cfg.temperature, r, with_entropy=True)
                 old = logps.detach() if old_logps is None else old_logps[r]
                 loss, st = grpo_loss(logps, old, adv[r], batch["completion_mask"][r], None if ref_logps is None else ref_logps[r],
@@ -425,6 +442,18 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
     return {**{k: v / max(ntok, 1) for k, v in zip(keys, tot)}, "loss": sum(losses) / len(losses), "grad_norm": sum(gnorms) / len(gnorms)}
 
 GRPOTrainer.update = update
+
+def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
+    "`micro_batches` of `rows`, as many on this process as on the one that needs the most."
+    lengths = batch["P"] + batch["completion_mask"][rows].sum(1).cpu()
+    chunks = micro_batches(lengths, self.cfg.micro_batch_size)
+    if self.acc.num_processes > 1:
+        n = torch.tensor(len(chunks), device=self.acc.device)
+        torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MAX)
+        chunks = micro_batches(lengths, self.cfg.micro_batch_size, at_least=int(n))
+    return [rows[c] for c in chunks]
+
+GRPOTrainer.micro_batches = _micro_batches
 
 # %% ../nbs/04_trainer.ipynb #e78af504
 def train_step(self:GRPOTrainer) -> dict:
@@ -484,12 +513,10 @@ def reference_logps(self:GRPOTrainer, batch:dict, need_old:bool=False):
     "Log-probs of the batch under the sampling policy (if reused or `need_old`) and the reference (if β > 0)."
     cfg, n = self.cfg, batch["input_ids"].shape[0]
     reused = need_old or cfg.mu > 1 or (cfg.mini_batch_size or cfg.batch_size) // self.acc.num_processes < n
-    order = batch["completion_mask"].sum(1).argsort(descending=True, stable=True)  # similar lengths share a micro-batch, longest first
+    chunks = self.micro_batches(batch, torch.arange(n))
     def run(m):
         out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
-        for s in range(0, n, cfg.micro_batch_size):
-            r = order[s:s + cfg.micro_batch_size]
-            out[r] = token_logps(m, batch, cfg.temperature, r)
+        for r in chunks: out[r] = token_logps(m, batch, cfg.temperature, r)
         return out
     return (run(self.model) if reused else None), (run(self.ref) if self.ref is not None else None)
 
