@@ -17,6 +17,7 @@ the parent collects the JSON each worker prints and reports medians and r1_ref/T
 * time-to-accuracy: train until the held-out accuracy (the same 100 eval prompts, the same evaluation function for
   both models: r1_ref's HFEngine at T=0.6, top-p 0.95, 1 sample, exact match) reaches --target, evaluated every
   --eval-every steps, or --tta-cap steps. Reported time is training time only (evaluation time is excluded).
+  Time-to-accuracy repeat i uses seed --seed + i for both trainers (RL curves differ more between seeds than timings).
 """
 import argparse, json, os, resource, statistics, subprocess, sys, time
 from pathlib import Path
@@ -145,9 +146,9 @@ def worker(impl, mode, a):
 
 
 # ---------------------------------------------------------------- parent
-def spawn(impl, mode, a):
+def spawn(impl, mode, a, seed=None):
     cmd = [sys.executable, __file__, "--worker", impl, "--mode", mode, "--steps", str(a.steps), "--tta-cap", str(a.tta_cap),
-           "--target", str(a.target), "--eval-every", str(a.eval_every), "--threads", str(a.threads), "--seed", str(a.seed)] + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
+           "--target", str(a.target), "--eval-every", str(a.eval_every), "--threads", str(a.threads), "--seed", str(a.seed if seed is None else seed)] + (["--trl-gradient-checkpointing"] if a.trl_gradient_checkpointing else [])
     t = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
     res = [json.loads(l[7:]) for l in p.stdout.splitlines() if l.startswith("RESULT ")]
@@ -170,14 +171,16 @@ def table(results, tta):
     row("step time (s)", "time_step", ".2f", "")
     row("peak RSS, speed run (MB)", "peak_rss_mb", ".0f", "≤ 1.0")
     if tta:
-        row("time to target accuracy (s, training only)", "tta_s", ".0f", "≤ 0.5", tta)
+        n = lambda i: f"{sum(r['reached'] for r in tta if r['impl'] == i)}/{sum(r['impl'] == i for r in tta)}"
+        lines.append(f"| runs reaching the target | {n('r1_ref')} | {n('trl')} |  |  |")
+        row("time to target accuracy (s, training only; runs that reached it)", "tta_s", ".0f", "≤ 0.5", tta)
         row("steps to target accuracy", "tta_steps", ".0f", "", tta)
         row("best held-out accuracy", "best_acc", ".2f", "same", tta)
         row("peak RSS, accuracy run (MB)", "peak_rss_mb", ".0f", "≤ 1.0", tta)
     return "\n".join(lines)
 
 
-def plot(speed, tta, path):
+def plot(speed, tta, path, tta_target=0.9):
     import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
     fig, ax = plt.subplots(1, 2 if tta else 1, figsize=(11 if tta else 5.5, 4)); ax = ax if tta else [ax]
     impls = [i for i in ("r1_ref", GEN, "trl") if any(r["impl"] == i for r in speed)]
@@ -186,9 +189,12 @@ def plot(speed, tta, path):
     for k, v in enumerate(vals): ax[0].scatter([k] * len(v), v, color="k", s=12, zorder=3)
     ax[0].set_ylabel("completions/s (median; dots: repeats)"); ax[0].set_title("GRPO step throughput, toy world, CPU")
     if tta:
+        labelled = set()
         for r in tta:
             c = r["curve"]; ax[1].plot([x[1] for x in c], [x[2] for x in c], "o-", color="tab:blue" if r["impl"] == "r1_ref" else "tab:orange",
-                                       label=r["impl"], alpha=0.8)
+                                       label=None if r["impl"] in labelled else r["impl"], alpha=0.7, ms=3)
+            labelled.add(r["impl"])
+        ax[1].axhline(tta_target, color="gray", ls=":", lw=1)
         ax[1].set_xlabel("training time (s, evaluation excluded)"); ax[1].set_ylabel("held-out accuracy (100 prompts)")
         ax[1].set_title("time to accuracy"); ax[1].legend()
     fig.tight_layout(); fig.savefig(path, dpi=110); print(f"plot: {path}")
@@ -223,7 +229,7 @@ def main():
     for i in range(a.repeats):
         for impl in ("r1_ref", "trl", GEN) if a.with_generate else ("r1_ref", "trl"): speed.append(spawn(impl, "speed", a))
     for i in range(a.tta_repeats):
-        for impl in ("r1_ref", "trl"): tta.append(spawn(impl, "tta", a))
+        for impl in ("r1_ref", "trl"): tta.append(spawn(impl, "tta", a, seed=a.seed + i))   # repeat i: seed + i (data, init of sampling)
     print(f"\n{a.repeats} speed repeats x {a.steps} timed steps; {a.tta_repeats} time-to-accuracy repeats "
           f"(target {a.target}, cap {a.tta_cap} steps, eval every {a.eval_every})\n")
     print(table(speed, tta))
@@ -238,7 +244,7 @@ def main():
               f"(r1_ref/that {m('completions_per_s', r1) / m('completions_per_s', gen):.2f}) | step {m('time_step', gen):.2f}s | "
               f"rollout {m('time_rollout', gen):.2f}s | update {m('time_update', gen):.2f}s | peak RSS {m('peak_rss_mb', gen):.0f} MB")
     if a.json: Path(a.json).write_text(json.dumps({"env": env, "speed": speed, "tta": tta}, indent=1))
-    if a.plot: plot(speed, tta, a.plot)
+    if a.plot: plot(speed, tta, a.plot, a.target)
 
 
 if __name__ == "__main__":

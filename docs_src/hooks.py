@@ -2,7 +2,8 @@
 
 `on_config` writes the pages into `docs_src/_gen/` (gitignored) before MkDocs collects files, and sets the nav:
 - `nbs/index.ipynb` is the home page; every `nbs/[0-9]*.ipynb` is a chapter, in file-name order;
-- one API page per public module of `r1_ref/` (`r1_ref/*.py` not starting with `_`), rendered by mkdocstrings.
+- one API page per public module of `r1_ref/` (`r1_ref/*.py` not starting with `_`), rendered by mkdocstrings;
+- the hand-written pages in `EXTRA_PAGES` (docs/benchmarks.md) with their images.
 Notebooks are copied with their stored outputs and cleaned the way nbdev's docs are: `#| hide` cells dropped,
 directive lines removed, `.ipynb` links pointed at the rendered pages.
 `on_post_build` copies MathJax 3 (from the `django-static-mathjax` wheel) into the site, so math renders offline.
@@ -14,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 NBS, LIB, GEN = ROOT / "nbs", ROOT / "r1_ref", HERE / "_gen"
+EXTRA_PAGES = [ROOT / "docs" / "benchmarks.md"]   # hand-written pages; the PNGs next to them named after them come along
 MATHJAX_DIR = "assets/mathjax"  # where MathJax lands in the site; mkdocs.yml's custom_mathjax_url points here
 
 def chapters() -> list[Path]:
@@ -110,12 +112,19 @@ def generate(warn=print) -> list:
         _write(GEN / "api" / f"{mod}.md", API_PAGE.format(mod=mod, src=f"https://github.com/r1-ref/r1_ref/blob/main/r1_ref/{mod}.py",
                                                          chapter=chapter), written)
         api.append({f"r1_ref.{mod}": f"api/{mod}.md"})
+    for page in EXTRA_PAGES:
+        _write(GEN / page.name, page.read_text(encoding="utf-8"), written)
+        for img in page.parent.glob(f"{page.stem}*.png"):
+            dst = GEN / img.name
+            if not dst.exists() or dst.read_bytes() != img.read_bytes(): dst.write_bytes(img.read_bytes())
+            written.add(dst)
     for extra in HERE.glob("*.css"):
         _write(GEN / "assets" / extra.name, extra.read_text(encoding="utf-8"), written)
     for f in GEN.rglob("*"):  # drop pages of notebooks/modules that are gone
         if f.is_file() and f not in written and not f.name.startswith("."): f.unlink()
     return ["index.ipynb",
             {"Chapters": [{nb_title(p): p.name} for p in nbs]},
+            {"Benchmarks": [{p.stem.capitalize(): p.name} for p in EXTRA_PAGES]},
             {"API reference": api}]
 
 # ---- mkdocs hook events ----

@@ -394,7 +394,7 @@ def micro_batches(
     "Row indices grouped into micro-batches of similar length, longest first."
     order, out, cur = lengths.argsort(descending=True, stable=True).tolist(), [], []
     for i in order:
-        if cur and (len(cur) == size or 2 * lengths[i] <= lengths[cur[0]]): out.append(cur); cur = []
+        if cur and (len(cur) == size or 5 * lengths[i] <= 4 * lengths[cur[0]]): out.append(cur); cur = []   # else ≥ 20% padding
         cur.append(i)
     if cur: out.append(cur)
     while len(out) < at_least and any(len(c) > 1 for c in out):         # halve the micro-batch with the most tokens

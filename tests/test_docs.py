@@ -1,7 +1,7 @@
 """The documentation site, built with `mkdocs build` and checked in a real browser (headless Chromium over the DevTools protocol).
 
 Builds the site into a temporary folder, serves it on 127.0.0.1 (a free port) and opens every page: the home page,
-every chapter (`nbs/[0-9]*.ipynb`, in file-name order in the nav) and every API page. Asserts no console errors or
+every chapter (`nbs/[0-9]*.ipynb`, in file-name order in the nav), the benchmarks page and every API page. Asserts no console errors or
 failed requests, no broken internal links, the GRPO bandit curve displayed, equations typeset by the local MathJax,
 search finding "advantage", and every public name of `r1_ref` (its `__all__`) in the API reference.
 Screenshots go to docs/_screenshots/ (gitignored). Skipped only when no Chromium is installed.
@@ -134,7 +134,7 @@ def site():
 def pages():
     "Every page of the site, as (screenshot name, path)."
     return ([("index", "index.html")] + [(p.stem, f"{p.stem}.html") for p in hooks.chapters()]
-            + [(f"api_{m}", f"api/{m}.html") for m in hooks.modules()])
+            + [(p.stem, f"{p.stem}.html") for p in hooks.EXTRA_PAGES] + [(f"api_{m}", f"api/{m}.html") for m in hooks.modules()])
 
 _status = {}
 def http_status(url):
@@ -154,7 +154,7 @@ LINKS_JS = """(() => {
 
 
 def test_every_page_loads_cleanly(site):
-    "Home, every chapter and every API page: no console errors, no failed loads, no broken internal links or images."
+    "Home, every chapter, the benchmarks page and every API page: no console errors, no failed loads, no broken internal links or images."
     base, tab, _ = site
     problems = []
     for name, path in pages():
