@@ -42,12 +42,15 @@ _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
 _NB_LINK = re.compile(r"\[([^\]]*)\]\((?:\.?/?nbs/)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
 _WIDGET = "application/vnd.jupyter.widget-view+json"  # tqdm bars etc.: no widget state is stored, keep text/plain
 
+_MD_LINK = re.compile(r"\]\((?:\.?/?docs/)([\w.-]+)\.md(#[^)\s]*)?\)")   # a link to a hand-written page, docs/NAME.md
+
 def _fix_links(md: str, pages: set[str], warn) -> str:
     def sub(m):
         label, stem, frag = m.group(1), m.group(2), m.group(3) or ""
         if stem in pages: return f"[{label}]({stem}.html{frag})"
         warn(f"link to missing notebook {stem}.ipynb rendered as plain text")
         return label
+    md = _MD_LINK.sub(lambda m: f"]({m.group(1)}.html{m.group(2) or ''})" if any(p.stem == m.group(1) for p in EXTRA_PAGES) else m.group(0), md)
     return _NB_LINK.sub(sub, md)
 
 def clean_notebook(nb: dict, pages: set[str], warn=print) -> dict:

@@ -389,7 +389,6 @@ GRPOTrainer.rollout_and_score = rollout_and_score
 def micro_batches(
     lengths:torch.Tensor,   # each row's length in tokens (prompt + completion)
     size:int,               # at most this many rows per micro-batch
-    at_least:int=1,         # split further until there are this many (to match other processes)
 ) -> list[torch.Tensor]:
     "Row indices grouped into micro-batches of similar length, longest first."
     order, out, cur = lengths.argsort(descending=True, stable=True).tolist(), [], []
@@ -397,9 +396,6 @@ def micro_batches(
         if cur and (len(cur) == size or 5 * lengths[i] <= 4 * lengths[cur[0]]): out.append(cur); cur = []   # else ≥ 20% padding
         cur.append(i)
     if cur: out.append(cur)
-    while len(out) < at_least and any(len(c) > 1 for c in out):         # halve the micro-batch with the most tokens
-        j = max((k for k in range(len(out)) if len(out[k]) > 1), key=lambda k: len(out[k]) * lengths[out[k][0]])
-        out[j:j + 1] = [out[j][:len(out[j]) // 2], out[j][len(out[j]) // 2:]]
     return [torch.tensor(c, dtype=torch.long) for c in out]
 
 # %% ../nbs/04_trainer.ipynb #1239e06e
@@ -444,13 +440,10 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
 GRPOTrainer.update = update
 
 def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
-    "`micro_batches` of `rows`, as many on this process as on the one that needs the most."
+    "`micro_batches` of `rows`; with several processes, the fixed count ceil(rows / micro_batch_size) (longest first)."
     lengths = batch["P"] + batch["completion_mask"][rows].sum(1).cpu()
-    chunks = micro_batches(lengths, self.cfg.micro_batch_size)
-    if self.acc.num_processes > 1:
-        n = torch.tensor(len(chunks), device=self.acc.device)
-        torch.distributed.all_reduce(n, op=torch.distributed.ReduceOp.MAX)
-        chunks = micro_batches(lengths, self.cfg.micro_batch_size, at_least=int(n))
+    if self.acc.num_processes == 1: chunks = micro_batches(lengths, self.cfg.micro_batch_size)
+    else: chunks = lengths.argsort(descending=True, stable=True).split(self.cfg.micro_batch_size)
     return [rows[c] for c in chunks]
 
 GRPOTrainer.micro_batches = _micro_batches

@@ -41,6 +41,7 @@ for name, loss in LOSSES.items():   # two trainers in one launch: the launch, no
     if tr.acc.is_main_process:
         torch.save({k: v.detach().cpu().clone() for k, v in sd.items()}, f"{out}-{name}.pt")
         open(f"{out}-{name}.json", "w").write(json.dumps(log))
+if torch.distributed.is_initialized(): torch.distributed.destroy_process_group()   # as the CLI does
 '''
 
 CRASHER = r'''
