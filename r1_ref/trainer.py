@@ -57,6 +57,7 @@ class GRPOConfig:
     batch_size: int = 128            # completions per step (questions per step = batch_size / group_size)
     mini_batch_size: int|None = None # completions per optimizer step; default batch_size (one step per rollout)
     micro_batch_size: int = 64       # completions per forward/backward (gradient accumulation)
+    micro_batch_split: str = "length" # "length": a new micro-batch where rows get much shorter; "fixed": ⌈rows / micro_batch_size⌉ (as with several processes)
     mu: int = 1                      # passes over each rollout batch
     steps: int = 60                  # GRPO steps
     lr: float = 1e-4                 # peak learning rate
@@ -120,6 +121,7 @@ def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
         bad("batch_size", f"{cfg.batch_size // cfg.group_size} questions per step (batch_size / group_size) do not split over {W} processes")
     if mb % W: bad("mini_batch_size", f"{mb} completions do not split over {W} processes")
     if cfg.engine not in ENGINES: bad("engine", f"{cfg.engine!r} is not one of {ENGINES}")
+    if cfg.micro_batch_split not in ("length", "fixed"): bad("micro_batch_split", f"{cfg.micro_batch_split!r} is not 'length' or 'fixed'")
     if cfg.tis_cap < 1: bad("tis_cap", f"must be >= 1, got {cfg.tis_cap}")
     if cfg.dist_timeout_s < 1: bad("dist_timeout_s", f"must be >= 1, got {cfg.dist_timeout_s}")
     if cfg.fsdp and cfg.mixed_precision == "fp16": bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
@@ -440,9 +442,9 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
 GRPOTrainer.update = update
 
 def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
-    "`micro_batches` of `rows`; with several processes, the fixed count ceil(rows / micro_batch_size) (longest first)."
+    "`micro_batches` of `rows`; with several processes or `micro_batch_split='fixed'`, ⌈rows / micro_batch_size⌉ of them (longest first)."
     lengths = batch["P"] + batch["completion_mask"][rows].sum(1).cpu()
-    if self.acc.num_processes == 1: chunks = micro_batches(lengths, self.cfg.micro_batch_size)
+    if self.acc.num_processes == 1 and self.cfg.micro_batch_split == "length": chunks = micro_batches(lengths, self.cfg.micro_batch_size)
     else: chunks = lengths.argsort(descending=True, stable=True).split(self.cfg.micro_batch_size)
     return [rows[c] for c in chunks]
 

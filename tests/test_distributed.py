@@ -108,7 +108,10 @@ def trained(worker, out, launcher, overrides, steps=2):
 
 
 def common(toy_cache, fsdp):
-    return [*TINY, f"toy_cache={toy_cache}", "lr=1e-3", "warmup_steps=1", "mu=2", "beta=0.01", f"fsdp={str(fsdp).lower()}"]
+    # micro_batch_split=fixed: one process groups rows into micro-batches as several processes do, so the comparison sees
+    # distribution errors, not rounding (the length split rounds differently; Adam magnifies it to ~5e-5 here)
+    return [*TINY, f"toy_cache={toy_cache}", "lr=1e-3", "warmup_steps=1", "mu=2", "beta=0.01", f"fsdp={str(fsdp).lower()}",
+            "micro_batch_split=fixed"]
 
 
 @pytest.fixture(scope="module")
