@@ -66,7 +66,7 @@ def free_port() -> int:
 
 
 def env():
-    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    return {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONFAULTHANDLER": "1"}  # a crash prints every thread's stack
 
 
 def run(cmd, timeout=240, **kw):
@@ -100,9 +100,24 @@ def worker(tmp_path_factory):
     return p
 
 
+# A rank of a CPU (gloo) launch occasionally dies with "terminate called without an active exception" (SIGABRT) in
+# torch's C++ layer, a known class of upstream crash (pytorch/pytorch#90549). It struck 3 of 6 full test runs on this
+# 2-core machine and none of 25 launches of the same worker alone; the cause was not found. The equivalence runs, which
+# rewrite their outputs, may relaunch once for exactly that signature; a second crash, any other failure or wrong
+# numbers still fail the test.
+UPSTREAM_ABORT = "terminate called without an active exception"
+
+def run_launch(cmd):
+    "Run a multi-process launch; relaunch once if a rank died of the upstream abort above."
+    res = run(cmd)
+    if res.returncode != 0 and UPSTREAM_ABORT in res.stderr:
+        print(f"relaunching after the upstream gloo abort:\n{res.stderr[-1500:]}")
+        res = run(cmd)
+    return res
+
 def trained(worker, out, launcher, overrides, steps=2):
     "Weights and metrics after `steps` GRPO steps, for each loss in the worker's LOSSES."
-    res = run([*launcher, str(worker), str(out), str(steps), *overrides])
+    res = run_launch([*launcher, str(worker), str(out), str(steps), *overrides])
     assert res.returncode == 0, res.stderr[-3000:]
     return {name: (torch.load(f"{out}-{name}.pt"), json.loads(Path(f"{out}-{name}.json").read_text())) for name in ("dapo", "grpo")}
 
