@@ -101,7 +101,7 @@ def worker(tmp_path_factory):
 
 
 # A rank of a CPU (gloo) launch occasionally dies with "terminate called without an active exception" (SIGABRT) in
-# torch's C++ layer, a known class of upstream crash (pytorch/pytorch#90549). It struck 3 of 6 full test runs on this
+# torch's C++ layer, a known class of upstream crash (pytorch/pytorch#90549). It struck 3 of 7 test runs on this
 # 2-core machine and none of 25 launches of the same worker alone; the cause was not found. The equivalence runs, which
 # rewrite their outputs, may relaunch once for exactly that signature; a second crash, any other failure or wrong
 # numbers still fail the test.
