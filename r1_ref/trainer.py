@@ -406,11 +406,9 @@ class NonFiniteLoss(RuntimeError): "The loss became NaN or infinite."
 def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps, weights=None) -> dict:
     "μ passes of clipped GRPO updates over the batch; returns token-weighted means of the diagnostics."
     cfg, n, W = self.cfg, len(adv), self.acc.num_processes
-    mb = min((cfg.mini_batch_size or cfg.batch_size) // W, n)   # this process's share of a (global) mini-batch
     sums, ntok, gnorms, losses = {}, 0.0, [], []
     for _ in range(cfg.mu):
-        for s in range(0, n, mb):
-            rows = torch.arange(s, min(s + mb, n))
+        for rows in self.mini_batches(n):
             cmask = batch["completion_mask"][rows]
             n_tokens, n_seqs = sum_over_ranks(self.acc, [cmask.sum(), (cmask.sum(1) > 0).sum()])  # the global mini-batch's
             mb_loss = 0.0
@@ -441,6 +439,11 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
 
 GRPOTrainer.update = update
 
+def _mini_batches(self:GRPOTrainer, n:int) -> list[torch.Tensor]:
+    "This process's rows of each (global) mini-batch, for a batch of `n` rows here."
+    mb = min((self.cfg.mini_batch_size or self.cfg.batch_size) // self.acc.num_processes, n)
+    return [torch.arange(s, min(s + mb, n)) for s in range(0, n, mb)]
+
 def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
     "`micro_batches` of `rows`; with several processes or `micro_batch_split='fixed'`, ⌈rows / micro_batch_size⌉ of them (longest first)."
     lengths = batch["P"] + batch["completion_mask"][rows].sum(1).cpu()
@@ -448,7 +451,7 @@ def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torc
     else: chunks = lengths.argsort(descending=True, stable=True).split(self.cfg.micro_batch_size)
     return [rows[c] for c in chunks]
 
-GRPOTrainer.micro_batches = _micro_batches
+GRPOTrainer.mini_batches, GRPOTrainer.micro_batches = _mini_batches, _micro_batches
 
 # %% ../nbs/04_trainer.ipynb #e78af504
 def train_step(self:GRPOTrainer) -> dict:
@@ -508,7 +511,7 @@ def reference_logps(self:GRPOTrainer, batch:dict, need_old:bool=False):
     "Log-probs of the batch under the sampling policy (if reused or `need_old`) and the reference (if β > 0)."
     cfg, n = self.cfg, batch["input_ids"].shape[0]
     reused = need_old or cfg.mu > 1 or (cfg.mini_batch_size or cfg.batch_size) // self.acc.num_processes < n
-    chunks = self.micro_batches(batch, torch.arange(n))
+    chunks = [r for rows in self.mini_batches(n) for r in self.micro_batches(batch, rows)]   # exactly the update's
     def run(m):
         out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
         for r in chunks: out[r] = token_logps(m, batch, cfg.temperature, r)
