@@ -8,6 +8,7 @@ Docs: https://r1-ref.github.io/r1_ref/rollout.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
+import inspect
 import torch
 
 # %% auto #0
@@ -149,6 +150,7 @@ def _decode(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
     logps, lengths = torch.zeros(B, T, device=model.device), torch.full((B,), T, device=model.device)
     stopped = torch.zeros(B, dtype=torch.bool, device=model.device)
     alive, eos = torch.arange(B, device=model.device), torch.tensor(self.eos_ids, device=model.device)
+    cache_arg = _cache_arg(model)
     for t in range(T):
         nxt, lp = sample_next(logits, self.temperature, self.top_p)
         tokens[alive, t], logps[alive, t] = nxt, lp
@@ -161,15 +163,13 @@ def _decode(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
             alive, nxt, mask, pos = alive[keep], nxt[keep], mask[keep], pos[keep]
         mask, pos = torch.cat([mask, mask.new_ones(len(alive), 1)], 1), pos + 1
         logits = model(input_ids=nxt[:, None], attention_mask=mask, position_ids=pos, use_cache=True,
-                       **{_cache_arg(model): cache}).logits[:, -1]
+                       **{cache_arg: cache}).logits[:, -1]
     model.train(was_training)
     return self._to_rollout(enc, tokens.cpu(), lengths.tolist(), (~stopped).tolist(), logps.cpu(), G)
 
 HFEngine._decode = _decode
 
 # %% ../nbs/03b_rollout.ipynb #41d1ab45
-import inspect
-
 def forward_accepts(model, arg:str) -> bool:
     "Whether `model`'s forward (unwrapped from DDP) takes the keyword `arg`."
     return arg in inspect.signature(getattr(model, "module", model).forward).parameters
