@@ -121,12 +121,6 @@ def main(argv:list[str]|None=None):
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
         if argv is not None: raise
         sys.exit(f"r1-ref {args.command}: error: {e}")
-    _leave_process_group()
-
-def _leave_process_group():
-    "After a launch with several processes, leave the process group cleanly before exit (as torch asks)."
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/10_cli.ipynb #be8e8c70
 if __name__ == "__main__" and sys.argv[0].endswith("cli.py"): main()

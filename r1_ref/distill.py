@@ -16,7 +16,7 @@ import yaml
 from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
 from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_data, load_policy, lr_lambda,
-                            make_batch, completion_logits, latest_checkpoint, plot_metrics, world_size, _load_split, _truncate_metrics)
+                            leave_process_group_at_exit, make_batch, completion_logits, latest_checkpoint, plot_metrics, world_size, _load_split, _truncate_metrics)
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
@@ -117,6 +117,7 @@ def as_rollout(examples:list[tuple[list[int], list[int]]]) -> Rollout:
     "SFT examples as a `Rollout`, so `make_batch` pads them like RL completions."
     n = len(examples)
     return Rollout([p for p, _ in examples], [c for _, c in examples], [""] * n, [False] * n)
+
 
 
 # %% ../nbs/06_distill.ipynb #ccd43e81
@@ -292,6 +293,7 @@ class SFTTrainer(GRPOTrainer):
         from accelerate import Accelerator
         self.cfg = check_sft_config(cfg)
         self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=world_size() > 1 and not torch.cuda.is_available())
+        if self.acc.num_processes > 1: leave_process_group_at_exit()
         with self.acc.main_process_first():
             self.eval_rows = load_data(cfg)[1] if cfg.eval_split else []
             self.model_path = resolve_student(cfg)

@@ -6,7 +6,7 @@ Docs: https://r1-ref.github.io/r1_ref/trainer.html.md"""
 
 # %% ../nbs/04_trainer.ipynb #0ab9d6e4
 from __future__ import annotations
-import copy, dataclasses, json, math, os, random, shutil, time
+import atexit, copy, dataclasses, json, math, os, random, shutil, time
 from datetime import timedelta
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -21,11 +21,11 @@ from . import rewards as R
 # %% auto #0
 __all__ = ['ENGINES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
            'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
-           'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks', 'GRPOTrainer',
-           'next_questions', 'rollout_and_score', 'micro_batches', 'NonFiniteLoss', 'update', 'train_step',
-           'gather_scored', 'full_state_dict', 'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics',
-           'evaluate', 'save_checkpoint', 'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train',
-           'plot_metrics']
+           'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks',
+           'leave_process_group', 'leave_process_group_at_exit', 'GRPOTrainer', 'next_questions', 'rollout_and_score',
+           'micro_batches', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored', 'full_state_dict',
+           'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate', 'save_checkpoint',
+           'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train', 'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -323,6 +323,16 @@ def sum_over_ranks(acc, xs:list) -> list[float]:
     if acc.num_processes > 1: torch.distributed.all_reduce(t)
     return t.tolist()
 
+def leave_process_group():
+    "Destroy the process group, if one is open, then let gloo's worker threads finish (torch asks this before exit)."
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+        time.sleep(0.05)
+
+def leave_process_group_at_exit():
+    "Run `leave_process_group` at exit, before Python shuts down (registered once however often it is called)."
+    atexit.unregister(leave_process_group); atexit.register(leave_process_group)
+
 # %% ../nbs/04_trainer.ipynb #2aca92f6
 class GRPOTrainer:
     "GRPO on any causal LM: rollout → rewards → advantages → clipped updates, with logging and checkpoints."
@@ -332,6 +342,7 @@ class GRPOTrainer:
         self.acc = Accelerator(mixed_precision="no" if cfg.fsdp and world_size() > 1 else cfg.mixed_precision,  # FSDP2: its own policy
                                cpu=world_size() > 1 and not torch.cuda.is_available(),  # several CPU processes: gloo
                                kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])
+        if self.acc.num_processes > 1: leave_process_group_at_exit()
         with self.acc.main_process_first():                  # the main process downloads / builds, the others then read its cache
             self.train_rows, self.eval_rows = load_data(cfg)
             self.model_path = resolve_model(cfg)
