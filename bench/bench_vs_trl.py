@@ -2,6 +2,7 @@
 
     python bench/bench_vs_trl.py [--repeats 3] [--steps 3] [--tta-repeats 1] [--tta-cap 60] [--target 0.9]
                                  [--eval-every 5] [--with-generate] [--json out.json] [--plot docs/benchmarks.png]
+    python bench/bench_vs_trl.py --merge a.json b.json [--plot docs/benchmarks.png]     # pool saved results
 
 Both trainers get the same toy base model (runs/base), tokenizer, training/held-out data, reward (format + exact
 accuracy), G=8, 128 completions per step (16 questions), micro-batch 64 (TRL: per-device batch 64 x gradient
@@ -130,7 +131,7 @@ def worker(impl, mode, a):
     import torch
     torch.set_num_threads(a.threads)
     rows, curve = run_trl(mode, a) if impl == "trl" else run_r1(mode, a, "hf_generate" if impl == GEN else "hf")
-    out = {"impl": impl, "mode": mode, "peak_rss_mb": peak_rss_mb(), "curve": curve, "steps_run": len(rows)}
+    out = {"impl": impl, "mode": mode, "seed": a.seed, "peak_rss_mb": peak_rss_mb(), "curve": curve, "steps_run": len(rows)}
     if mode == "speed":
         timed = rows[1:]                                    # drop the warm-up step
         med = lambda k: statistics.median(r[k] for r in timed if r.get(k) is not None) if any(r.get(k) is not None for r in timed) else None
@@ -200,6 +201,16 @@ def plot(speed, tta, path, tta_target=0.9):
     fig.tight_layout(); fig.savefig(path, dpi=110); print(f"plot: {path}")
 
 
+def merge(a):
+    "Pool saved results (e.g. time-to-accuracy seeds run on different days) into one table and plot."
+    runs = [json.loads(Path(p).read_text()) for p in a.merge]
+    speed, tta = [r for d in runs for r in d["speed"]], [r for d in runs for r in d["tta"]]
+    for p, d in zip(a.merge, runs): print(f"{p}: {d['env']}")
+    print(f"\npooled: {len(speed)} speed runs, {len(tta)} time-to-accuracy runs (target {a.target})\n")
+    print(table(speed, tta))
+    if a.plot: plot(speed, tta, a.plot, a.target)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 2)[2])
@@ -217,10 +228,13 @@ def main():
                     help=f"also time r1_ref with the 🤗 generate engine (engine=hf_generate) as '{GEN}', alternating with the others")
     ap.add_argument("--json", default=None, help="write all worker results here")
     ap.add_argument("--plot", default=None, help="write a PNG plot here")
+    ap.add_argument("--merge", nargs="+", metavar="JSON", default=None,
+                    help="run nothing: pool the results of earlier --json files, print their table and draw --plot")
     ap.add_argument("--worker", choices=["r1_ref", "trl", GEN], help=argparse.SUPPRESS)
     ap.add_argument("--mode", choices=["speed", "tta"], default="speed", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.worker: return worker(a.worker, a.mode, a)
+    if a.merge: return merge(a)
     import platform, torch, transformers, trl, accelerate
     env = (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {a.threads} torch threads; python {platform.python_version()}, "
            f"torch {torch.__version__}, transformers {transformers.__version__}, accelerate {accelerate.__version__}, trl {trl.__version__}")
