@@ -16,7 +16,8 @@ import yaml
 from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
 from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_data, load_policy, lr_lambda,
-                            leave_process_group_at_exit, make_batch, completion_logits, latest_checkpoint, plot_metrics, world_size, _load_split, _truncate_metrics)
+                            leave_process_group_at_exit, make_batch, completion_logits, latest_checkpoint, plot_metrics,
+                            world_size, _load_split, _truncate_metrics)
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
