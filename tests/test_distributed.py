@@ -109,8 +109,8 @@ def trained(worker, out, launcher, overrides, steps=2):
 # A worker that opens a gloo process group as the trainers do, holds it elsewhere as a DDP model does, all-reduces
 # Python tensors and exits at once. A gloo worker thread may still hold the last all-reduce's tensor when Python shuts
 # down, and freeing it then aborts the process ("terminate called without an active exception"). Measured on 2 cores
-# under load: 19 of 40 launches aborted with no exit hook, 22 of 40 with destroy_process_group alone, 0 of 80 with
-# leave_process_group (destroy, then sleep so the worker gets the core back).
+# under load: 19 of 40 launches aborted with no exit hook, 22 of 40 with destroy_process_group alone, 0 of 40 with
+# leave_process_group (destroy, then sleep 50 ms so the worker gets the core back; 0 of 40 with 1 ms too).
 AT_EXIT = r'''
 import torch, torch.distributed as dist
 from r1_ref.trainer import leave_process_group_at_exit
