@@ -119,8 +119,6 @@ def as_rollout(examples:list[tuple[list[int], list[int]]]) -> Rollout:
     n = len(examples)
     return Rollout([p for p, _ in examples], [c for _, c in examples], [""] * n, [False] * n)
 
-
-
 # %% ../nbs/06_distill.ipynb #ccd43e81
 class EmptyTraceSet(ValueError): "Rejection sampling kept no trace."
 
