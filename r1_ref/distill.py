@@ -21,10 +21,10 @@ from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
-__all__ = ['SMALL_TOY', 'SFT_PLOT_KEYS', 'forward_kl', 'sft_loss', 'check_same_tokenizer', 'encode_examples',
-           'length_grouped_batches', 'as_rollout', 'EmptyTraceSet', 'verdicts', 'rejection_sample', 'save_traces',
-           'SFTConfig', 'check_sft_config', 'load_sft_config', 'resolve_student', 'traces_path', 'make_traces',
-           'SFTTrainer', 'sft_step', 'sft_train']
+__all__ = ['SMALL_TOY', 'SFT_PLOT_KEYS', 'forward_kl', 'sft_loss', 'check_same_tokenizer', 'encode_examples', 'sft_batches',
+           'as_rollout', 'EmptyTraceSet', 'verdicts', 'rejection_sample', 'save_traces', 'SFTConfig',
+           'check_sft_config', 'load_sft_config', 'resolve_student', 'traces_path', 'make_traces', 'SFTTrainer',
+           'sft_step', 'sft_train']
 
 # %% ../nbs/06_distill.ipynb #e4a70771
 def forward_kl(
@@ -91,14 +91,16 @@ def encode_examples(
     return out, dropped
 
 # %% ../nbs/06_distill.ipynb #7f2ac2b3
-def length_grouped_batches(
+def sft_batches(
     lengths:list[int],  # tokens per example
     batch_size:int,     # examples per optimizer step
     steps:int,          # how many batches to return (as many epochs as needed)
     seed:int=0,         # same seed, same order
-    chunk:int=8,        # batches per length-sorted chunk
+    group_by_length:bool=False, # batches of similar length (less padding); False: plain shuffled batches
+    chunk:int=8,        # with `group_by_length`: batches per length-sorted chunk
 ) -> list[list[int]]:
-    "Indices of `steps` full batches, each of examples of similar length, epoch after epoch."
+    "Indices of `steps` full batches, shuffled epoch after epoch (optionally each of examples of similar length)."
+    chunk = chunk if group_by_length else 1       # a chunk of one batch: sorting inside it changes nothing
     batch_size = min(batch_size, len(lengths))    # fewer examples than a batch: every batch is all of them
     out, epoch = [], 0
     while len(out) < steps:
@@ -213,7 +215,8 @@ class SFTConfig:
     steps: int = 0                   # optimizer steps; 0: epochs x examples / batch_size
     batch_size: int = 64             # examples per optimizer step
     micro_batch_size: int = 64       # examples per forward/backward
-    lr: float = 1e-3
+    group_by_length: bool = False    # batches of similar length (less padding); default: shuffled batches
+    lr: float = 1e-4                 # fine-tuning a pretrained model: 1e-3 destroys the toy base's arithmetic (chapter 8)
     weight_decay: float = 0.0
     warmup_steps: int = 5
     min_lr_ratio: float = 0.1
@@ -302,7 +305,8 @@ class SFTTrainer(GRPOTrainer):
         self.examples, self.dropped = encode_examples(data, self.tok, cfg.template, cfg.system_prompt, cfg.max_length,
                                                       cfg.prompt_column, cfg.completion_column)
         self.steps = cfg.steps or math.ceil(cfg.epochs * len(self.examples) / cfg.batch_size)
-        self.batches = length_grouped_batches([len(p) + len(c) for p, c in self.examples], cfg.batch_size, self.steps, cfg.seed)
+        lengths = [len(p) + len(c) for p, c in self.examples]
+        self.batches = sft_batches(lengths, cfg.batch_size, self.steps, cfg.seed, cfg.group_by_length)
         opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.model, self.opt = self.acc.prepare(model, opt)
         self.sharded = self.acc.is_fsdp2

@@ -53,6 +53,7 @@ class PipelineConfig:
     rs_samples: int = 2              # stage 3: samples per training question
     non_task_frac: float = 0.25      # stage 3: share of non-reasoning examples in the SFT mix (R1: ~200k of ~800k)
     sft_epochs: float = 2.0
+    sft_lr: float = 1e-4             # stages 1 and 3: fine-tuning rate (1e-3 wipes out the base's arithmetic, section 5)
     rl2_steps: int = 10              # stage 4
     rl2_temperature: float = 0.7
     reward_model: str|None = None    # stage 4: "module:function" reward added to the rule rewards
@@ -167,7 +168,7 @@ def sft_stage(cfg:PipelineConfig, out:Path, traces:list[dict], epochs:float) -> 
     "SFT of the base model on `traces`; return the final checkpoint."
     data = save_traces(traces, out / "traces.jsonl")
     scfg = SFTConfig(model=_model(cfg, "base"), sft_data=str(data), teacher=None, toy_digits=cfg.toy_digits,
-                     toy_train=cfg.toy_train, toy_eval=cfg.toy_eval, epochs=epochs, batch_size=min(64, len(traces)),
+                     toy_train=cfg.toy_train, toy_eval=cfg.toy_eval, epochs=epochs, lr=cfg.sft_lr, batch_size=min(64, len(traces)),
                      micro_batch_size=64, eval_samples=cfg.eval_samples, seed=cfg.seed, output_dir=str(out / "sft"),
                      save_steps=1000, progress=cfg.progress)
     SFTTrainer(scfg).train(resume=True)
