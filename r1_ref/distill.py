@@ -16,7 +16,7 @@ import yaml
 from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
 from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_data, load_policy, lr_lambda,
-                            leave_process_group_at_exit, make_batch, completion_logits, latest_checkpoint, plot_metrics,
+                            leave_process_group_at_exit, make_batch, completion_logits, score_rollout, latest_checkpoint, plot_metrics,
                             world_size, _load_split, _truncate_metrics)
 from .evaluate import resolve_checkpoint
 
@@ -147,9 +147,9 @@ def rejection_sample(
     traces, counts = [], Counter()
     for s in tqdm(range(0, len(rows), chunk), desc="rejection sampling", disable=not progress):
         part = rows[s:s + chunk]
-        ro = engine.generate([prompt_fn(r["prompt"]) for r in part], n)
-        cols = {k: [r[k] for r in part for _ in range(n)] for k in part[0] if k != "prompt"}
-        _, parts = reward(ro.completions, completion_ids=ro.completion_ids, **cols)
+        prompts = [prompt_fn(r["prompt"]) for r in part]
+        ro = engine.generate(prompts, n)
+        _, parts = score_rollout(reward, part, ro, prompts)
         for i, v in enumerate(verdicts(ro, parts)):
             row, text = part[i // n], ro.completions[i]
             kept = [t["completion"] for t in traces[-max_per_prompt:] if t["prompt"] == row["prompt"]]
@@ -207,6 +207,7 @@ class SFTConfig:
     max_new_tokens: int = 64         # completion length limit (teacher and evaluation)
     rewards: list = field(default_factory=lambda: ["format", "accuracy"]) # the filter (full marks on each) and the score
     reward_weights: list|None = None
+    reward_kwargs: dict|None = None  # keyword arguments per reward, e.g. {code: {timeout: 5}}
     exact_match: bool = True         # accuracy by exact string match (toy) instead of math-verify
     kd_alpha: float = 0.0            # weight of logit distillation (0: SFT only, R1's method; needs one tokenizer)
     kd_temperature: float = 1.0      # τ of the KL term
@@ -239,15 +240,13 @@ class SFTConfig:
 def check_sft_config(cfg:SFTConfig) -> SFTConfig:
     "Validate `cfg`, raising a `ConfigError` that names the offending key."
     def bad(key, msg): raise ConfigError(f"config key '{key}': {msg}")
-    from r1_ref.trainer import REWARD_FUNCS
     for k in ("batch_size", "micro_batch_size", "max_length", "samples_per_prompt", "max_new_tokens"):
         if getattr(cfg, k) < 1: bad(k, f"must be >= 1, got {getattr(cfg, k)}")
     if cfg.epochs <= 0 and cfg.steps <= 0: bad("epochs", "epochs or steps must be positive")
     if not 0 <= cfg.kd_alpha <= 1: bad("kd_alpha", f"must be in [0, 1], got {cfg.kd_alpha}")
     if cfg.kd_alpha > 0 and not cfg.teacher: bad("teacher", "kd_alpha > 0 needs a teacher")
     if cfg.kd_temperature <= 0: bad("kd_temperature", f"must be > 0, got {cfg.kd_temperature}")
-    unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
-    if unknown: bad("rewards", f"unknown reward(s) {unknown}; known: {sorted(REWARD_FUNCS)}")
+    build_reward(cfg)                      # every reward imports and takes its keyword arguments
     if cfg.mixed_precision not in ("no", "bf16", "fp16"): bad("mixed_precision", f"{cfg.mixed_precision!r}")
     return cfg
 
@@ -278,7 +277,7 @@ def make_traces(cfg:SFTConfig) -> Path:
     if path.exists(): return path
     if not cfg.teacher: raise ConfigError("config key 'teacher': distillation needs a teacher model")
     tpath = resolve_checkpoint(cfg.teacher, cfg.toy_cache)
-    tok, teacher = load_policy(tpath)
+    tok, teacher = load_policy(tpath, dtype="auto")   # the teacher only samples: its stored dtype
     device = "cuda" if torch.cuda.is_available() else "cpu"
     engine = HFEngine(teacher.to(device), tok, cfg.max_new_tokens, cfg.teacher_temperature, cfg.teacher_top_p)
     rows, _ = load_data(cfg)
@@ -286,6 +285,8 @@ def make_traces(cfg:SFTConfig) -> Path:
     traces, counts = rejection_sample(engine, rows, build_reward(cfg), lambda q: format_prompt(q, cfg.template, tok, cfg.system_prompt),
                                       cfg.samples_per_prompt, cfg.max_per_prompt, progress=cfg.progress)
     print(f"traces from {tpath}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    names = {"prompt": cfg.prompt_column, "completion": cfg.completion_column, "answer": cfg.answer_column}
+    traces = [{names[k]: v for k, v in t.items()} for t in traces]   # the columns SFT reads them back by
     return save_traces(traces, path, {"teacher": tpath, **counts})
 
 # %% ../nbs/06_distill.ipynb #88e21d85
@@ -320,7 +321,7 @@ class SFTTrainer(GRPOTrainer):
     def _load_teacher(self):
         "The teacher, frozen, after checking it shares the student's tokenizer."
         path = resolve_checkpoint(self.cfg.teacher, self.cfg.toy_cache)
-        ttok, teacher = load_policy(path)
+        ttok, teacher = load_policy(path, dtype="auto")  # frozen: its stored dtype
         check_same_tokenizer(ttok, self.tok, path, self.model_path)
         return teacher.eval().requires_grad_(False).to(self.acc.device)
 

@@ -377,7 +377,7 @@ def eval_cli(
     out, summaries = Path(out_dir), []
     for m in models:
         path = resolve_checkpoint(m)
-        tok, model = load_policy(path)
+        tok, model = load_policy(path, dtype="auto")   # inference: the checkpoint's own dtype (bf16 on the hub)
         model.to(device=device, dtype=getattr(torch, dtype))
         stop = b.stop if b.scorer != "code" or template in (None, b.template) else ()   # Codex stops suit plain completion only
         engine = HFEngine(model, tok, max_new_tokens=max_new_tokens or b.max_new_tokens, temperature=temperature,

@@ -1,4 +1,4 @@
-"""Format, math accuracy, code execution, language consistency and DAPO's overlong penalty as plain functions of completions, plus a weighted sum that logs each part.
+"""Format, math accuracy, code execution, language consistency and DAPO's overlong penalty as plain functions of completions, plus a weighted sum that logs each part, and one registry that finds a reward by name or by 'module:function'.
 
 Docs: https://r1-ref.github.io/r1_ref/rewards.html.md"""
 
@@ -6,15 +6,16 @@ Docs: https://r1-ref.github.io/r1_ref/rewards.html.md"""
 
 # %% ../nbs/02_rewards.ipynb #257a23a7
 from __future__ import annotations
-import atexit, json, logging, re, select, subprocess, sys, threading
-from functools import lru_cache
+import atexit, importlib, inspect, json, logging, os, re, select, subprocess, sys, threading
+from functools import lru_cache, partial
 from typing import Callable
 from .sandbox import Limits, run_tests_many
 
 # %% auto #0
-__all__ = ['TAGS', 'as_texts', 'column', 'split_think_answer', 'format_reward', 'tag_count_reward', 'last_boxed',
+__all__ = ['TAGS', 'REWARDS', 'as_texts', 'column', 'split_think_answer', 'format_reward', 'tag_count_reward', 'last_boxed',
            'extract_answer', 'parse_math', 'math_equal', 'MathPool', 'math_pool', 'accuracy_reward', 'extract_code',
-           'code_reward', 'think_text', 'language_consistency_reward', 'overlong_penalty', 'combine_rewards']
+           'code_reward', 'think_text', 'language_consistency_reward', 'overlong_penalty', 'combine_rewards',
+           'RewardSpecError', 'register_reward', 'resolve_reward', 'reward_part_names', 'make_reward']
 
 # %% ../nbs/02_rewards.ipynb #a5c06a10
 def as_texts(completions:list) -> list[str]:
@@ -308,19 +309,115 @@ def overlong_penalty(
 
 # %% ../nbs/02_rewards.ipynb #88b864cb
 def combine_rewards(
-    funcs:dict[str, Callable],        # name -> reward function
+    funcs:dict[str, Callable],          # name -> reward function
     weights:dict[str, float]|None=None, # name -> weight; default 1 for each
-) -> Callable:                        # fn(completions, **columns) -> (totals, {name: values})
+) -> Callable:  # fn(completions, *, prompts=None, completion_ids=None, **columns) -> (totals, {name: values})
     "A weighted sum of reward functions that also returns every function's values, for logging."
     weights = {k: 1.0 for k in funcs} if weights is None else dict(weights)
     if set(weights) != set(funcs): raise ValueError(f"weights {sorted(weights)} do not match funcs {sorted(funcs)}")
-    def combined(completions, **columns):
-        parts = {k: list(f(completions, **columns)) for k, f in funcs.items()}
+    def combined(completions, *, prompts=None, completion_ids=None, **columns):
+        kw = dict(prompts=prompts, completions=completions, completion_ids=completion_ids, **columns)
+        parts = {k: list(f(**kw)) for k, f in funcs.items()}
         for k, v in parts.items():
-            if len(v) != len(completions): raise ValueError(f"reward {k!r} returned {len(v)} values for {len(completions)} completions")
+            if len(v) != len(completions):
+                raise ValueError(f"reward {k!r} returned {len(v)} values for {len(completions)} completions")
         totals = []
         for i in range(len(completions)):
             vals = [(weights[k], parts[k][i]) for k in funcs if weights[k] != 0]
-            totals.append(None if any(v is None for _, v in vals) else sum(w * v for w, v in vals))
+            totals.append(None if any(v is None for _, v in vals) else sum((w * v for w, v in vals), 0.0))
         return totals, parts
     return combined
+
+# %% ../nbs/02_rewards.ipynb #ac909c5a
+class RewardSpecError(ValueError):
+    "A reward name or 'package.module:function' that does not give a reward function."
+
+# %% ../nbs/02_rewards.ipynb #2cbd0089
+REWARDS:dict[str, Callable|str] = {  # name -> reward function, or 'package.module:function' imported on first use
+    "format": format_reward,
+    "tag_count": tag_count_reward,
+    "accuracy": accuracy_reward,
+    "code": code_reward,
+    "language": language_consistency_reward,
+    "overlong": overlong_penalty,    # needs max_length and cache_length (see `make_reward`'s kwargs)
+    "toy_language": "r1_ref.toy:toy_language_reward",
+    "reflection": "r1_ref.pipeline:reflection_reward",
+}
+
+# %% ../nbs/02_rewards.ipynb #748e70fe
+def register_reward(
+    name:str,                  # the name configs will use; no ':'
+    fn:Callable|str|None=None, # the reward function, or 'package.module:function'; omit to use as a decorator
+):
+    "Add `fn` to `REWARDS` as `name`, replacing any entry of that name; `@register_reward(name)` works too."
+    if not isinstance(name, str) or not name or ":" in name:
+        raise RewardSpecError(f"reward name {name!r}: must be a non-empty string without ':'")
+    if fn is None: return lambda f: register_reward(name, f)
+    if not (callable(fn) or isinstance(fn, str) and ":" in fn):
+        raise RewardSpecError(f"reward {name!r}: {fn!r} is neither a function nor 'package.module:function'")
+    REWARDS[name] = fn
+    return fn
+
+# %% ../nbs/02_rewards.ipynb #b8f77182
+def _import_reward(spec:str, target:str) -> Callable:
+    "The function 'package.module:function' `target` names; errors name `spec`, as the user wrote it."
+    def bad(msg): raise RewardSpecError(f"reward {spec!r}: {msg}") from None  # one message, no chained traceback
+    mod, _, attr = target.partition(":")
+    if not mod or not attr: bad(f"expected 'package.module:function', got {target!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path: sys.path.append(os.getcwd())  # as `python -m` would
+    importlib.invalidate_caches()  # a module written moments ago
+    try: m = importlib.import_module(mod)
+    except Exception as e: bad(f"cannot import module {mod!r} ({type(e).__name__}: {e})")
+    if not hasattr(m, attr): bad(f"module {mod!r} has no attribute {attr!r}")
+    fn = getattr(m, attr)
+    if not callable(fn): bad(f"{target} is a {type(fn).__name__}, not a function")
+    return fn
+
+# %% ../nbs/02_rewards.ipynb #7ea09e30
+def resolve_reward(
+    spec:str,  # a `REWARDS` name, or 'package.module:function'
+) -> Callable: # the reward function
+    "The reward function `spec` names, imported if need be; a `RewardSpecError` saying what failed if none."
+    if not isinstance(spec, str):
+        raise RewardSpecError(f"reward {spec!r}: expected a name or 'package.module:function'")
+    target = REWARDS.get(spec, spec)
+    if callable(target): return target
+    if ":" not in target:
+        raise RewardSpecError(f"unknown reward {spec!r}; known: {', '.join(REWARDS)}, or 'package.module:function'")
+    return _import_reward(spec, target)
+
+# %% ../nbs/02_rewards.ipynb #8a434ada
+def reward_part_names(
+    names:list[str], # `REWARDS` names or 'package.module:function' specs
+) -> list[str]:      # the name each one's values are logged under
+    "Registry names as they are, 'module:function' as its function name, or as the whole spec if that name is taken."
+    short = [n.rpartition(":")[2] for n in names]
+    return [s if short.count(s) == 1 else n for n, s in zip(names, short)]
+
+# %% ../nbs/02_rewards.ipynb #0927653a
+def _bind(spec:str, fn:Callable, kw:dict) -> Callable:
+    "`fn` with the keyword arguments `kw` bound, each checked to be one of its named parameters."
+    if not isinstance(kw, dict): raise RewardSpecError(f"reward {spec!r}: kwargs must be a dict, got {kw!r}")
+    if not kw: return fn
+    ps = inspect.signature(fn).parameters
+    named = [p for p, v in ps.items() if v.kind not in (v.VAR_POSITIONAL, v.VAR_KEYWORD)]
+    unknown = [k for k in kw if k not in named]
+    if unknown: raise RewardSpecError(f"reward {spec!r} has no parameter {unknown}; its parameters: {named}")
+    return partial(fn, **kw)
+
+# %% ../nbs/02_rewards.ipynb #cc333bcb
+def make_reward(
+    names:list[str],                 # `REWARDS` names or 'package.module:function' specs
+    weights:list[float]|None=None,   # one per name; default 1 each
+    kwargs:dict[str, dict]|None=None, # name (as listed, or its part name) -> keyword arguments bound to that reward
+) -> Callable:  # fn(completions, *, prompts=None, completion_ids=None, **columns) -> (totals, {part name: values})
+    "The weighted sum of the named rewards, their keyword arguments bound; what a trainer calls to score completions."
+    names, kwargs = list(names), dict(kwargs or {})
+    fns = [resolve_reward(n) for n in names]
+    if len(set(names)) != len(names): raise RewardSpecError(f"rewards {names}: a reward is listed twice")
+    if weights is not None and len(weights) != len(names):
+        raise RewardSpecError(f"{len(weights)} reward weights for {len(names)} rewards {names}")
+    parts = reward_part_names(names)
+    funcs = {p: _bind(n, f, kwargs.pop(n, None) or kwargs.pop(p, {})) for n, p, f in zip(names, parts, fns)}
+    if kwargs: raise RewardSpecError(f"kwargs for {sorted(kwargs)}, which are not among the rewards {names}")
+    return combine_rewards(funcs, None if weights is None else dict(zip(parts, weights)))

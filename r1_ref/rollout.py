@@ -93,7 +93,7 @@ class HFEngine:
     ):
         self.model, self.tok, self.max_new_tokens = model, tokenizer, max_new_tokens
         self.temperature, self.top_p, self.batch_size, self.logprobs = temperature, top_p, batch_size, logprobs
-        self.eos_ids, self.stop_strings = _stop_ids(tokenizer, stop)
+        self.eos_ids, self.stop_strings = _stop_ids(tokenizer, stop, getattr(model, "generation_config", None))
         self.use_generate = use_generate
 
     def load_weights(self, model): self.model = model
@@ -107,10 +107,15 @@ class HFEngine:
                        logps=sum((p.logps for p in parts), []) if self.logprobs else None, group_size=group_size)
 
 # %% ../nbs/03b_rollout.ipynb #d9dd0fbf
-def _stop_ids(tokenizer, stop) -> tuple[list[int], list[str]]:
-    "Split stop strings into single-token ones (extra EOS ids) and multi-token ones (matched on decoded text)."
-    eos = tokenizer.eos_token_id
-    eos_ids, strings = ([] if eos is None else [eos] if isinstance(eos, int) else list(eos)), []
+def _ids(x) -> list[int]:
+    "An id, a list of ids or None, as a list."
+    return [] if x is None else [x] if isinstance(x, int) else list(x)
+
+def _stop_ids(tokenizer, stop, generation_config=None) -> tuple[list[int], list[str]]:
+    "EOS ids (the tokenizer's and every one in `generation_config`) plus single-token stops; multi-token stop strings."
+    eos_ids, strings = _ids(tokenizer.eos_token_id), []
+    for i in _ids(getattr(generation_config, "eos_token_id", None)):   # Qwen2.5-Instruct: <|im_end|> and <|endoftext|>
+        if i not in eos_ids: eos_ids.append(i)
     for s in stop:
         ids = tokenizer.encode(s, add_special_tokens=False)
         if len(ids) == 1: eos_ids.append(ids[0])
@@ -203,18 +208,21 @@ HFEngine._stop_string_hit, HFEngine._to_rollout = _stop_string_hit, _to_rollout
 @torch.no_grad()
 def _generate(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
     "Generate for one chunk of prompts with 🤗 `generate`."
+    from transformers import GenerationConfig
     tok, model = self.tok, self.model
     enc = _left_pad(tok, prompts, model.device)
     was_training = model.training; model.eval()
     if self.temperature: inputs, sampling = enc, dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0, num_return_sequences=group_size)
     else: inputs, sampling = {k: v.repeat_interleave(group_size, 0) for k, v in enc.items()}, dict(do_sample=False)  # greedy: one sequence per input
-    out = model.generate(**inputs, **sampling, max_new_tokens=self.max_new_tokens,
-                         eos_token_id=self.eos_ids, pad_token_id=tok.pad_token_id,
-                         stop_strings=self.stop_strings or None, tokenizer=tok if self.stop_strings else None,
-                         return_dict_in_generate=True, output_scores=self.logprobs)
+    # a config of our own: a checkpoint's generation_config.json (Qwen2.5: repetition_penalty 1.05, top_k 20) must not
+    # change what is sampled, or the rollouts would not come from the policy that GRPO's ratio assumes
+    gen_cfg = GenerationConfig(**sampling, max_new_tokens=self.max_new_tokens, eos_token_id=self.eos_ids,
+                               pad_token_id=tok.pad_token_id, repetition_penalty=1.0, stop_strings=self.stop_strings or None,
+                               return_dict_in_generate=True, output_scores=self.logprobs)
+    out = model.generate(**inputs, generation_config=gen_cfg, tokenizer=tok if self.stop_strings else None)
     model.train(was_training)
     gen = out.sequences[:, enc.input_ids.shape[1]:].cpu()
-    lengths, truncated = _completion_lengths(gen, self.eos_ids, tok.pad_token_id, bool(self.stop_strings))
+    lengths, truncated = self._completion_lengths(gen)
     logps = torch.zeros(gen.shape)
     if self.logprobs and self.temperature:
         logps = torch.stack(out.scores, 1).float().log_softmax(-1).cpu().gather(2, gen[..., None])[..., 0]
@@ -223,15 +231,16 @@ def _generate(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
 HFEngine._generate = _generate
 
 # %% ../nbs/03b_rollout.ipynb #51371536
-def _completion_lengths(gen:torch.Tensor, eos_ids:list[int], pad_id:int|None, has_stop_strings:bool):
-    "Length of each generated row up to and including its stop token, and whether it was truncated."
-    is_eos = torch.isin(gen, torch.tensor(eos_ids)) if eos_ids else torch.zeros_like(gen, dtype=torch.bool)
-    lengths, truncated = [], []
-    for row, e in zip(gen, is_eos):
-        if e.any(): n, cut = int(e.nonzero()[0]) + 1, False
-        elif has_stop_strings and pad_id is not None and (row == pad_id).any():   # stopped by a stop string, then padded
-            n = int((row != pad_id).nonzero().max()) + 1 if (row != pad_id).any() else 0
-            cut = n == len(row)
-        else: n, cut = len(row), True
-        lengths.append(n); truncated.append(cut)
-    return lengths, truncated
+def _completion_lengths(self:HFEngine, gen:torch.Tensor) -> tuple[list[int], list[bool]]:
+    "Each generated row's length up to and including where it stopped (EOS id or stop string), and whether it was cut."
+    B, T = gen.shape
+    lengths, cut = torch.full((B,), T), torch.ones(B, dtype=torch.bool)
+    is_eos, open_ = torch.isin(gen, torch.tensor(self.eos_ids, dtype=torch.long)), torch.arange(B)
+    for t in range(T):                  # the decode loop's own rule, column by column: the first stop ends the row
+        hit = is_eos[open_, t] | self._stop_string_hit(gen, open_, t)
+        lengths[open_[hit]], cut[open_[hit]] = t + 1, False
+        open_ = open_[~hit]
+        if not len(open_): break
+    return lengths.tolist(), cut.tolist()
+
+HFEngine._completion_lengths = _completion_lengths

@@ -6,7 +6,7 @@ Docs: https://r1-ref.github.io/r1_ref/trainer.html.md"""
 
 # %% ../nbs/04_trainer.ipynb #0ab9d6e4
 from __future__ import annotations
-import atexit, copy, dataclasses, json, math, os, random, shutil, time
+import atexit, contextlib, copy, dataclasses, json, math, os, random, shutil, time
 from datetime import timedelta
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -19,13 +19,14 @@ from .vllm_engine import tis_weights, pad_logps
 from . import rewards as R
 
 # %% auto #0
-__all__ = ['ENGINES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
-           'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
+__all__ = ['ENGINES', 'DTYPES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config',
+           'load_config', 'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
            'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks',
            'leave_process_group', 'leave_process_group_at_exit', 'GRPOTrainer', 'next_questions', 'rollout_and_score',
-           'micro_batches', 'NonFiniteLoss', 'update', 'train_step', 'gather_scored', 'full_state_dict',
-           'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate', 'save_checkpoint',
-           'optimizer_state', 'latest_checkpoint', 'load_checkpoint', 'train', 'plot_metrics']
+           'score_rollout', 'micro_batches', 'NonFiniteLoss', 'update', 'shard_rows', 'train_step', 'gather_scored',
+           'full_state_dict', 'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate',
+           'save_checkpoint', 'optimizer_state', 'export', 'latest_checkpoint', 'load_checkpoint', 'train',
+           'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -49,8 +50,9 @@ class GRPOConfig:
     toy_pretrain_steps: int = 1000   # pretraining steps of the base model
     toy_cache: str = "runs"          # the base model is cached in toy_cache/base
     # rewards
-    rewards: list = field(default_factory=lambda: ["format", "accuracy"])  # names from REWARD_FUNCS
+    rewards: list = field(default_factory=lambda: ["format", "accuracy"])  # `REWARDS` names or "package.module:function"
     reward_weights: list|None = None # one per reward; default 1 each (R1: accuracy + format, equal weights)
+    reward_kwargs: dict|None = None  # keyword arguments per reward, e.g. {code: {timeout: 5}}
     exact_match: bool = True         # accuracy by exact string match (toy) instead of math-verify
     # GRPO (R1: group_size 16, batch_size 512, lr 3e-6, beta 0.001, epsilon 10, ref_refresh_steps 400)
     group_size: int = 8              # G: completions per question
@@ -88,6 +90,7 @@ class GRPOConfig:
     output_dir: str = "runs/toy-r1-zero"
     save_steps: int = 20             # checkpoint every N steps (and at the end)
     keep_checkpoints: int = 2        # how many checkpoints to keep
+    export_dtype: str|None = None    # after training also write output_dir/final in "bfloat16"/"float16"/"float32"
     tensorboard: bool = False        # also log to TensorBoard (needs `tensorboard`)
     progress: bool = True            # show tqdm bars
     # scale out (chapter 7): batch_size and mini_batch_size stay global, summed over all processes
@@ -104,6 +107,7 @@ class GRPOConfig:
 class ConfigError(ValueError): "A configuration key has a bad value or does not exist."
 
 ENGINES = ("hf", "hf_generate", "vllm", "vllm_server")
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 def world_size() -> int:
     "Processes in the job, as `torchrun` / `accelerate launch` announce it (1 without a launcher)."
@@ -127,12 +131,12 @@ def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
     if cfg.fsdp and cfg.mixed_precision == "fp16": bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
     if cfg.loss_type not in LOSS_TYPES: bad("loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
     if cfg.scale_rewards not in SCALES: bad("scale_rewards", f"{cfg.scale_rewards!r} is not one of {SCALES}")
-    unknown = [r for r in cfg.rewards if r not in REWARD_FUNCS]
-    if unknown: bad("rewards", f"unknown reward(s) {unknown}; known: {sorted(REWARD_FUNCS)}")
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
         bad("reward_weights", f"{len(cfg.reward_weights)} weights for {len(cfg.rewards)} rewards")
+    build_reward(cfg)                      # every reward imports and takes its keyword arguments, before any model loads
     if cfg.answer_format not in ("plain", "gsm8k"): bad("answer_format", f"{cfg.answer_format!r} is not 'plain' or 'gsm8k'")
     if cfg.mixed_precision not in ("no", "bf16", "fp16"): bad("mixed_precision", f"{cfg.mixed_precision!r}")
+    if cfg.export_dtype not in (None, *DTYPES): bad("export_dtype", f"{cfg.export_dtype!r} is not one of {list(DTYPES)}")
     for k in ("steps", "micro_batch_size", "mu", "max_new_tokens"):
         if getattr(cfg, k) < 1: bad(k, f"must be >= 1, got {getattr(cfg, k)}")
     return cfg
@@ -174,21 +178,14 @@ def load_config(
     return check_config(cls(**data)) if cls is GRPOConfig else cls(**data)
 
 # %% ../nbs/04_trainer.ipynb #024100be
-REWARD_FUNCS = {
-    "format": R.format_reward,
-    "tag_count": R.tag_count_reward,
-    "accuracy": R.accuracy_reward,
-    "language": R.language_consistency_reward,
-    "code": R.code_reward,
-}
+REWARD_FUNCS = R.REWARDS   # an alias of the one registry (chapter 2), kept for code written against earlier versions
 
 def build_reward(cfg:GRPOConfig):
-    "The weighted sum of `cfg.rewards`, returning (totals, {name: values})."
-    funcs = {n: REWARD_FUNCS[n] for n in cfg.rewards}
-    if "accuracy" in funcs and cfg.exact_match:
-        funcs["accuracy"] = lambda completions, **cols: R.accuracy_reward(completions, exact=True, **cols)
-    weights = dict(zip(cfg.rewards, cfg.reward_weights)) if cfg.reward_weights else None
-    return R.combine_rewards(funcs, weights)
+    "The weighted sum of `cfg.rewards` (names or 'module:function'), returning (totals, {name: values})."
+    kw = {k: dict(v) for k, v in (getattr(cfg, "reward_kwargs", None) or {}).items()}
+    if "accuracy" in cfg.rewards and cfg.exact_match: kw["accuracy"] = {"exact": True, **kw.get("accuracy", {})}
+    try: return R.make_reward(cfg.rewards, cfg.reward_weights, kw)
+    except R.RewardSpecError as e: raise ConfigError(f"config key 'rewards': {e}") from None
 
 # %% ../nbs/04_trainer.ipynb #0fca3390
 def _load_split(cfg:GRPOConfig, split:str):
@@ -277,12 +274,16 @@ def resolve_model(cfg:GRPOConfig) -> str:
         raise FileNotFoundError(f"model path {cfg.model!r} does not exist")
     return cfg.model
 
-def load_policy(path:str, gradient_checkpointing:bool=False):
-    "Tokenizer and causal LM from a path or hub id."
+def load_policy(
+    path:str,                         # a local directory or hub id
+    gradient_checkpointing:bool=False,
+    dtype:torch.dtype|str=torch.float32, # weights in memory: fp32 masters for training; "auto": as stored (inference)
+):
+    "Tokenizer and causal LM from a path or hub id, its weights in `dtype` whatever dtype the checkpoint stores."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try: tok = AutoTokenizer.from_pretrained(path)
     except OSError as e: raise FileNotFoundError(f"cannot load a tokenizer from model {path!r}: {e}") from e
-    model = AutoModelForCausalLM.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)   # a bf16 checkpoint is upcast: masters in fp32
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     if gradient_checkpointing: model.gradient_checkpointing_enable()
     return tok, model
@@ -372,6 +373,11 @@ class GRPOTrainer:
     @property
     def policy(self): return self.acc.unwrap_model(self.model)
 
+    def compute_dtype(self):
+        "Autocast to the configured mixed precision, as the prepared policy's forward does; else nothing."
+        dt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.mixed_precision)
+        return torch.autocast(self.acc.device.type, dtype=dt) if dt else contextlib.nullcontext()
+
 # %% ../nbs/04_trainer.ipynb #db8a1a02
 def next_questions(self:GRPOTrainer, n:int) -> list[dict]:
     "The next `n` training rows in the seeded, per-epoch shuffled order."
@@ -391,10 +397,17 @@ def rollout_and_score(self:GRPOTrainer, rows:list[dict], engine:HFEngine, group_
     prompts = [format_prompt(r["prompt"], self.cfg.template, self.tok, self.cfg.system_prompt) for r in rows]
     ro = engine.generate(prompts, group_size)
     t1 = time.perf_counter()
-    cols = {k: [r[k] for r in rows for _ in range(group_size)] for k in rows[0] if k != "prompt"}
-    totals, parts = self.reward(ro.completions, completion_ids=ro.completion_ids, **cols)
+    totals, parts = score_rollout(self.reward, rows, ro, prompts)
     if timing is not None: timing |= {"time_rollout": t1 - t0, "time_reward": time.perf_counter() - t1}
     return ro, totals, parts
+
+def score_rollout(reward, rows:list[dict], ro:Rollout, prompts:list[str]) -> tuple[list, dict]:
+    "Score `ro` (`ro.group_size` completions per row) with `reward`, called TRL's way; `prompts`: what the model saw."
+    G = ro.group_size
+    cols = {k: [r[k] for r in rows for _ in range(G)] for k in rows[0] if k != "prompt"}
+    questions = [r["prompt"] for r in rows for _ in range(G)]
+    prefilled = {"think_prefilled": True} if all(p.rstrip().endswith("<think>") for p in prompts) else {}
+    return reward(ro.completions, prompts=questions, completion_ids=ro.completion_ids, **cols, **prefilled)
 
 GRPOTrainer.rollout_and_score = rollout_and_score
 
@@ -414,12 +427,12 @@ def micro_batches(
 # %% ../nbs/04_trainer.ipynb #1239e06e
 class NonFiniteLoss(RuntimeError): "The loss became NaN or infinite."
 
-def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps, weights=None) -> dict:
-    "μ passes of clipped GRPO updates over the batch; returns token-weighted means of the diagnostics."
-    cfg, n, W = self.cfg, len(adv), self.acc.num_processes
+def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps, minis:list, weights=None) -> dict:
+    "μ passes of clipped GRPO updates, one optimizer step per mini-batch; returns token-weighted means of the diagnostics."
+    cfg, W = self.cfg, self.acc.num_processes
     sums, ntok, gnorms, losses = {}, 0.0, [], []
     for _ in range(cfg.mu):
-        for rows in self.mini_batches(n):
+        for rows in minis:
             cmask = batch["completion_mask"][rows]
             n_tokens, n_seqs = sum_over_ranks(self.acc, [cmask.sum(), (cmask.sum(1) > 0).sum()])  # the global mini-batch's
             mb_loss = 0.0
@@ -442,18 +455,27 @@ def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps,
             gn = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
             gnorms.append(float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn))   # FSDP2: a replicated DTensor
             self.opt.step(); self.opt.zero_grad(set_to_none=True)
-    self.sched.step()
     keys = sorted(sums)
     tot = sum_over_ranks(self.acc, [*(sums[k] for k in keys), ntok, *losses])       # global sums
     ntok, losses = tot[len(keys)], tot[len(keys) + 1:]
-    return {**{k: v / max(ntok, 1) for k, v in zip(keys, tot)}, "loss": sum(losses) / len(losses), "grad_norm": sum(gnorms) / len(gnorms)}
+    return {**{k: v / max(ntok, 1) for k, v in zip(keys, tot)}, "loss": sum(losses) / len(losses),
+            "grad_norm": sum(gnorms) / len(gnorms), "optimizer_steps": len(gnorms)}
 
 GRPOTrainer.update = update
 
-def _mini_batches(self:GRPOTrainer, n:int) -> list[torch.Tensor]:
-    "This process's rows of each (global) mini-batch, for a batch of `n` rows here."
-    mb = min((self.cfg.mini_batch_size or self.cfg.batch_size) // self.acc.num_processes, n)
-    return [torch.arange(s, min(s + mb, n)) for s in range(0, n, mb)]
+def shard_rows(
+    keep:torch.Tensor,   # the step's rows to train on (indices into the global batch), in order
+    mini_batch_size:int, # global rows per optimizer step
+    world:int=1, rank:int=0,
+) -> tuple[list[torch.Tensor], torch.Tensor]: # this process's rows of each mini-batch, and which of them are real
+    "Cut `keep` into global mini-batches and give each process an equal share of each; short shares are padded."
+    parts, real = [], []
+    for part in keep.split(mini_batch_size):
+        k = -(-len(part) // world)                    # rows per process in this mini-batch
+        mine = part[rank * k:(rank + 1) * k]
+        parts.append(torch.cat([mine, part[:1].repeat(k - len(mine))]))   # filler rows, masked out by the caller
+        real.append(torch.arange(k) < len(mine))
+    return parts, torch.cat(real)
 
 def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
     "`micro_batches` of `rows`; with several processes or `micro_batch_split='fixed'`, ⌈rows / micro_batch_size⌉ of them (longest first)."
@@ -462,7 +484,7 @@ def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torc
     else: chunks = lengths.argsort(descending=True, stable=True).split(self.cfg.micro_batch_size)
     return [rows[c] for c in chunks]
 
-GRPOTrainer.mini_batches, GRPOTrainer.micro_batches = _mini_batches, _micro_batches
+GRPOTrainer.micro_batches = _micro_batches
 
 # %% ../nbs/04_trainer.ipynb #e78af504
 def train_step(self:GRPOTrainer) -> dict:
@@ -473,25 +495,27 @@ def train_step(self:GRPOTrainer) -> dict:
     rows = self.next_questions(cfg.batch_size // G)         # the step's questions, the same on every process
     k = len(rows) // W; rows = rows[rank * k:(rank + 1) * k]  # this process's contiguous share: whole groups
     ro, totals, parts = self.rollout_and_score(rows, self.engine, G, timing)
-    g_ro, g_totals, g_parts = self.gather_scored(ro, totals, parts)   # the whole step's
-    adv = group_advantages(g_totals, G, cfg.scale_rewards)[rank * len(totals):(rank + 1) * len(totals)]
-    keep = informative_rows(totals, G) if cfg.dynamic_sampling else torch.arange(len(adv))
-    n_keep = sum_over_ranks(self.acc, [len(keep)])[0]
-    metrics = rollout_metrics(g_ro, g_totals, g_parts) | {"groups_kept": n_keep / max(1, len(g_totals))}
+    g_ro, g_totals, g_parts = self.gather_scored(ro, totals, parts)   # the whole step's, on every process
+    adv = group_advantages(g_totals, G, cfg.scale_rewards)
+    keep = informative_rows(g_totals, G) if cfg.dynamic_sampling else torch.arange(len(adv))   # dropped: removed
+    metrics = rollout_metrics(g_ro, g_totals, g_parts) | {"groups_kept": len(keep) / max(1, len(g_totals))}
     t1 = time.perf_counter()
-    if n_keep:
-        sel = torch.arange(len(adv)) if W > 1 else keep       # several processes: dropped groups stay, masked
-        sub = _select(ro, sel)
+    if len(keep):
+        parts_, real = shard_rows(keep, cfg.mini_batch_size or cfg.batch_size, W, rank)   # this process's rows
+        sel = torch.cat(parts_)
+        minis = list(torch.arange(len(sel)).split([len(p) for p in parts_]))           # ... as mini-batches
+        sub = _select(g_ro, sel)
         batch = make_batch(sub, self.tok.pad_token_id, self.acc.device)
-        batch["completion_mask"][(~torch.isin(sel, keep)).to(self.acc.device)] = 0
-        old, ref = self.reference_logps(batch, need_old=sub.logps is not None)
+        batch["completion_mask"][~real.to(self.acc.device)] = 0                        # filler rows count nowhere
+        old, ref = self.reference_logps(batch, minis, need_old=sub.logps is not None)
         weights = None
         if sub.logps is not None:                              # the engine reported its sampling log-probs (vLLM)
             weights, _ = tis_weights(old, pad_logps(sub.logps, old.shape[1]).to(old.device), batch["completion_mask"], cfg.tis_cap)
             metrics |= tis_metrics(self.acc, weights, batch["completion_mask"], cfg.tis_cap)
         t2 = time.perf_counter()
-        metrics |= self.update(batch, adv[sel].to(self.acc.device), old, ref, weights)
+        metrics |= self.update(batch, adv[sel].to(self.acc.device), old, ref, minis, weights)
     else: t2 = t1
+    self.sched.step()                                          # one schedule step per GRPO step, update or not
     self.engine.load_weights(self.policy)
     self.step += 1
     if self.ref is not None and cfg.ref_refresh_steps and self.step % cfg.ref_refresh_steps == 0:
@@ -501,11 +525,11 @@ def train_step(self:GRPOTrainer) -> dict:
             "time_logps": t2 - t1, "time_update": t3 - t2, "time_step": t3 - t0}
 
 def gather_scored(self:GRPOTrainer, ro:Rollout, totals, parts:dict, limit:int|None=None):
-    "The rollout's texts, ids and truncation flags, rewards and reward parts of all processes (the first `limit`)."
-    names = list(parts)
-    ids, texts, cut, tot, *ps = (l[:limit] for l in gather_lists(self.acc, ro.completion_ids, ro.completions, ro.truncated,
-                                                                  totals, *(parts[k] for k in names)))
-    return Rollout([], ids, texts, cut, group_size=ro.group_size), tot, dict(zip(names, ps))
+    "The rollouts, rewards and reward parts of all processes in rank order (the first `limit` completions)."
+    names, logps = list(parts), ro.logps or [None] * len(ro)
+    pids, ids, texts, cut, lps, tot, *ps = (l[:limit] for l in gather_lists(
+        self.acc, ro.prompt_ids, ro.completion_ids, ro.completions, ro.truncated, logps, totals, *(parts[k] for k in names)))
+    return Rollout(pids, ids, texts, cut, None if ro.logps is None else lps, ro.group_size), tot, dict(zip(names, ps))
 
 def full_state_dict(self:GRPOTrainer, everywhere:bool=False) -> dict:
     "The policy's full weights; under FSDP a collective that gathers them (on the main process only unless `everywhere`)."
@@ -518,16 +542,16 @@ GRPOTrainer.train_step = train_step
 
 # %% ../nbs/04_trainer.ipynb #1e6d28ae
 @torch.no_grad()
-def reference_logps(self:GRPOTrainer, batch:dict, need_old:bool=False):
+def reference_logps(self:GRPOTrainer, batch:dict, minis:list, need_old:bool=False):
     "Log-probs of the batch under the sampling policy (if reused or `need_old`) and the reference (if β > 0)."
-    cfg, n = self.cfg, batch["input_ids"].shape[0]
-    reused = need_old or cfg.mu > 1 or (cfg.mini_batch_size or cfg.batch_size) // self.acc.num_processes < n
-    chunks = [r for rows in self.mini_batches(n) for r in self.micro_batches(batch, rows)]   # exactly the update's
+    reused = need_old or self.cfg.mu > 1 or len(minis) > 1
+    chunks = [r for rows in minis for r in self.micro_batches(batch, rows)]   # exactly the update's micro-batches
     def run(m):
         out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
-        for r in chunks: out[r] = token_logps(m, batch, cfg.temperature, r)
+        for r in chunks: out[r] = token_logps(m, batch, self.cfg.temperature, r)
         return out
-    return (run(self.model) if reused else None), (run(self.ref) if self.ref is not None else None)
+    with self.compute_dtype():                     # the reference computes as the policy does (bf16 under autocast)
+        return (run(self.model) if reused else None), (run(self.ref) if self.ref is not None else None)
 
 def informative_rows(totals, G:int) -> torch.Tensor:
     "Indices of completions whose group has at least two different judged rewards (DAPO dynamic sampling)."
@@ -556,7 +580,7 @@ def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
     mean = lambda xs: sum(xs) / len(xs) if xs else None   # None (JSON null): nothing to average
     valid = [t for t in totals if t is not None]
     lens = [len(c) for c in ro.completion_ids]
-    m = {"reward": mean(valid), "reward_std": float(torch.tensor(valid).std()) if len(valid) > 1 else 0.0}
+    m = {"reward": mean(valid), "reward_std": float(torch.tensor(valid, dtype=torch.float).std()) if len(valid) > 1 else 0.0}
     for k, v in parts.items(): m[f"reward/{k}"] = mean([x for x in v if x is not None])
     thinks = [("</think>" in c) for c in ro.completions]
     if "accuracy" in parts:
@@ -607,12 +631,24 @@ def optimizer_state(self:GRPOTrainer) -> dict:
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
     return get_optimizer_state_dict(self.model, self.opt.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
+def export(self:GRPOTrainer, path:Path, dtype:str="bfloat16") -> Path:
+    "Write the policy (weights cast to `dtype`, e.g. bf16 as hub checkpoints are) and tokenizer to `path`."
+    cast = {}                                  # tied weights (one tensor, two names) stay one tensor
+    weights = {k: cast.setdefault(v.data_ptr(), v.to(DTYPES[dtype])) if v.is_floating_point() else v
+               for k, v in self.full_state_dict().items()}
+    if self.acc.is_main_process:
+        self.policy.save_pretrained(path, state_dict=weights); self.tok.save_pretrained(path)
+        cfg = json.loads((Path(path) / "config.json").read_text())
+        (Path(path) / "config.json").write_text(json.dumps({**cfg, "dtype": dtype}, indent=2))
+    self.acc.wait_for_everyone()
+    return Path(path)
+
 def latest_checkpoint(out_dir) -> Path|None:
     "The newest complete checkpoint in `out_dir`, or None."
     cks = sorted(p for p in Path(out_dir).glob("checkpoint-??????") if (p / "trainer_state.pt").exists())
     return cks[-1] if cks else None
 
-GRPOTrainer.save_checkpoint, GRPOTrainer.optimizer_state = save_checkpoint, optimizer_state
+GRPOTrainer.save_checkpoint, GRPOTrainer.optimizer_state, GRPOTrainer.export = save_checkpoint, optimizer_state, export
 
 # %% ../nbs/04_trainer.ipynb #ddbdf5d0
 def load_checkpoint(self:GRPOTrainer, path:Path):
@@ -673,6 +709,7 @@ def train(self:GRPOTrainer, resume:bool=False) -> list[dict]:
         if self.step % cfg.save_steps == 0 or self.step == cfg.steps: self.save_checkpoint()
     bar.close()
     if main: plot_metrics(metrics_path, self.out / "curves.png")
+    if cfg.export_dtype: self.export(self.out / "final", cfg.export_dtype)
     self.acc.wait_for_everyone()
     return log
 

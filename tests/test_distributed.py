@@ -129,8 +129,10 @@ def test_exit_right_after_collectives(tmp_path):
 def common(toy_cache, fsdp):
     # micro_batch_split=fixed: one process groups rows into micro-batches as several processes do, so the comparison sees
     # distribution errors, not rounding (the length split rounds differently; Adam magnifies it to ~5e-5 here)
+    # mini_batch_size=8: two optimizer steps per pass, so the processes must agree on each mini-batch's rows, and dynamic
+    # sampling must remove dropped groups (not mask them) for the steps to match one process's
     return [*TINY, f"toy_cache={toy_cache}", "lr=1e-3", "warmup_steps=1", "mu=2", "beta=0.01", f"fsdp={str(fsdp).lower()}",
-            "micro_batch_split=fixed"]
+            "micro_batch_split=fixed", "mini_batch_size=8"]
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +154,12 @@ def test_two_processes_match_one(strategy, one_process, toy_cache, worker, tmp_p
         print(f"{strategy}/{loss}: max |w2 - w1| = {worst:.2e}, update size {moved:.2e}")
         assert worst < 2e-5, f"{loss}: 2-process weights differ from 1-process by {worst} (update size {moved})"
         for a, b in zip(log1, log2):   # global metrics: the same numbers as one process
-            for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "groups_kept", "loss", "kl", "clip", "grad_norm"):
+            for k in ("reward", "reward_std", "reward/accuracy", "completion_len", "groups_kept", "loss", "kl", "clip", "grad_norm",
+                      "optimizer_steps", "lr"):
                 assert a[k] == pytest.approx(b[k], rel=1e-4, abs=1e-6), (loss, k, a[k], b[k])
         assert log1[0]["reward_std"] > 0 and log1[0]["grad_norm"] > 0
-    assert min(r["groups_kept"] for r in one_process["grpo"][1]) < 1    # dynamic sampling dropped groups (masked on 2 ranks)
+    assert min(r["groups_kept"] for r in one_process["grpo"][1]) < 1    # dynamic sampling dropped groups (removed on 2 ranks too)
+    assert max(r["optimizer_steps"] for r in one_process["dapo"][1]) == 4    # mu=2 passes x 2 mini-batches
 
 
 def test_accelerate_launch_end_to_end(toy_cache, tmp_path):

@@ -1,14 +1,19 @@
-"Checks of r1_ref.rewards beyond the chapter's examples: threads, timeouts, batches, the TRL calling convention."
+"""Checks of r1_ref.rewards beyond the chapter's examples: threads, timeouts, batches, the TRL calling convention,
+the reward registry and 'module:function' names."""
 import os
+import subprocess
+import sys
 import threading
 import time
 from functools import partial
 
 import pytest
 
+import r1_ref.rewards as R
 from r1_ref.grpo import group_advantages
-from r1_ref.rewards import (MathPool, accuracy_reward, code_reward, combine_rewards, extract_answer, format_reward,
-                            language_consistency_reward, math_pool, overlong_penalty, split_think_answer,
+from r1_ref.rewards import (REWARDS, MathPool, RewardSpecError, accuracy_reward, code_reward, combine_rewards,
+                            extract_answer, format_reward, language_consistency_reward, make_reward, math_pool,
+                            overlong_penalty, register_reward, resolve_reward, reward_part_names, split_think_answer,
                             tag_count_reward)
 
 GOOD = "<think>reason</think><answer>42</answer>"
@@ -129,3 +134,163 @@ def test_combine_follows_trl_calling_convention():
 def test_combine_rejects_bad_reward_lengths():
     comb = combine_rewards(dict(bad=lambda completions, **_: [1.0]))
     with pytest.raises(ValueError, match="'bad' returned 1 values for 2"): comb(["a", "b"])
+
+
+# --- the registry, 'module:function' names, make_reward ---
+
+USER_MODULE = """
+def brevity(completions, **kwargs):
+    return [-len(completion) / 100 for completion in completions]
+
+def says_solution(prompts, completions, solution, **kwargs):
+    return [None if s is None else float(p.startswith("Q") and s in c)
+            for p, c, s in zip(prompts, completions, solution)]
+
+def scaled(completions, scale=1.0, **kwargs):
+    return [scale * len(c) for c in completions]
+
+def format(completions, **kwargs):
+    return [0.5] * len(completions)
+
+threshold = 0.5
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch):
+    "A fresh module `NAME.py` in a temporary current directory that is not on sys.path; returns NAME."
+    name = f"user_rm_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{name}.py").write_text(USER_MODULE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", str(tmp_path))])
+    monkeypatch.setattr(R, "REWARDS", dict(R.REWARDS))   # registrations stay in the test
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_registry_has_the_builtins_and_lazy_entries():
+    for name, fn in [("format", format_reward), ("tag_count", tag_count_reward), ("accuracy", accuracy_reward),
+                     ("code", code_reward), ("language", language_consistency_reward), ("overlong", overlong_penalty)]:
+        assert REWARDS[name] is fn and resolve_reward(name) is fn
+    assert REWARDS["toy_language"] == "r1_ref.toy:toy_language_reward"
+    assert resolve_reward("reflection").__name__ == "reflection_reward"
+
+
+def test_importing_rewards_imports_neither_toy_nor_pipeline():
+    code = "import sys, r1_ref.rewards; print(sorted(m for m in sys.modules if m in ('r1_ref.toy', 'r1_ref.pipeline')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_user_module_from_the_current_directory(user_module):
+    brevity = resolve_reward(f"{user_module}:brevity")
+    assert brevity.__module__ == user_module and brevity(completions=["ab", "abcd"]) == [-0.02, -0.04]
+
+
+def test_user_module_from_a_console_script(tmp_path):
+    "A console script has its bin folder, not the current directory, on sys.path; the module is still found."
+    (tmp_path / "cwd_rm.py").write_text(USER_MODULE)
+    bin_ = tmp_path / "bin"; bin_.mkdir()
+    script = bin_ / "launch"
+    script.write_text(f"#!{sys.executable}\nfrom r1_ref.rewards import resolve_reward\n"
+                      "print(resolve_reward('cwd_rm:brevity')(completions=['abc']))\n")
+    script.chmod(0o755)
+    res = subprocess.run([str(script)], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == "[-0.03]", res.stderr
+
+
+@pytest.mark.parametrize("spec,msg", [
+    ("acuracy", "unknown reward 'acuracy'; known: format, tag_count, accuracy"),
+    ("no_such_module_xyz:f", "reward 'no_such_module_xyz:f': cannot import module 'no_such_module_xyz' "
+                             "(ModuleNotFoundError: No module named 'no_such_module_xyz')"),
+    ("{m}:brevty", "reward '{m}:brevty': module '{m}' has no attribute 'brevty'"),
+    ("{m}:threshold", "reward '{m}:threshold': {m}:threshold is a float, not a function"),
+    (":brevity", "expected 'package.module:function'"),
+    ("{m}:", "expected 'package.module:function'"),
+])
+def test_bad_specs_give_one_clear_error(user_module, spec, msg):
+    spec, msg = spec.format(m=user_module), msg.format(m=user_module)
+    with pytest.raises(RewardSpecError) as e: resolve_reward(spec)
+    assert msg in str(e.value) and isinstance(e.value, ValueError)
+    assert e.value.__cause__ is None and (e.value.__context__ is None or e.value.__suppress_context__)
+
+
+def test_a_module_that_fails_on_import(tmp_path, monkeypatch):
+    (tmp_path / "broken_rm.py").write_text("raise RuntimeError('boom')\n")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(RewardSpecError, match=r"cannot import module 'broken_rm' \(RuntimeError: boom\)"):
+        resolve_reward("broken_rm:f")
+    sys.modules.pop("broken_rm", None)
+
+
+def test_register_reward_as_call_and_decorator(user_module):
+    @register_reward("shout")
+    def shout(completions, **kwargs): return [float(c.isupper()) for c in completions]
+    assert shout.__name__ == "shout" and resolve_reward("shout") is shout
+    register_reward("short", f"{user_module}:brevity")
+    assert resolve_reward("short").__name__ == "brevity"
+    with pytest.raises(RewardSpecError, match="without ':'"): register_reward("a:b", shout)
+    with pytest.raises(RewardSpecError, match="neither a function"): register_reward("x", "no_colon")
+    assert "shout" in str(pytest.raises(RewardSpecError, resolve_reward, "nope").value)
+
+
+def test_trl_style_functions_work_unchanged(user_module):
+    reward = make_reward(["format", f"{user_module}:brevity", f"{user_module}:says_solution"], weights=[1.0, 0.0, 1.0])
+    comps = ["<think>a</think><answer>42</answer>", "<answer>42</answer>", "<think>a</think><answer>4</answer>"]
+    totals, parts = reward(prompts=["Q1", "Q2", "Q3"], completions=comps, completion_ids=[[1]] * 3,
+                           solution=["42", None, "42"])
+    assert list(parts) == ["format", "brevity", "says_solution"]
+    assert parts["says_solution"] == [1.0, None, 0.0] and totals == [2.0, None, 1.0]
+    assert parts["brevity"] == [-len(c) / 100 for c in comps]
+
+
+def test_functions_get_prompts_and_ids_by_keyword():
+    seen = {}
+    def trl_order(prompts, completions, completion_ids, **kwargs):   # TRL's parameter order
+        seen.update(prompts=prompts, completion_ids=completion_ids, kwargs=kwargs)
+        return [1.0] * len(completions)
+    totals, _ = combine_rewards(dict(f=trl_order))(["c1", "c2"], prompts=["p1", "p2"], completion_ids=[[1], [2]],
+                                                   answer=["a", "b"])
+    assert totals == [1.0, 1.0] and seen == dict(prompts=["p1", "p2"], completion_ids=[[1], [2]],
+                                                 kwargs=dict(answer=["a", "b"]))
+    combine_rewards(dict(f=trl_order))(["c"])          # the trainer's call today: prompts and ids default to None
+    assert seen["prompts"] is None and seen["completion_ids"] is None
+    with pytest.raises(TypeError): combine_rewards(dict(f=trl_order))(["c"], ["p"])   # no positional prompts
+
+
+def test_every_builtin_accepts_trl_keywords():
+    cols = dict(prompts=["p"], completions=["<think>a</think><answer>1</answer>"], completion_ids=[[1, 2]],
+                answer=["1"], tests=[None], solution=["x"], trainer_state=None)
+    kw = {"accuracy": dict(exact=True), "overlong": dict(max_length=4, cache_length=2)}
+    for name in REWARDS:
+        fn = resolve_reward(name)
+        vals = fn(**cols, **kw.get(name, {}))
+        assert len(vals) == 1, name
+
+
+def test_make_reward_binds_kwargs_and_checks_them(user_module):
+    m = user_module
+    reward = make_reward(["accuracy", "overlong", f"{m}:scaled"],
+                         kwargs={"accuracy": {"exact": True}, "overlong": {"max_length": 4, "cache_length": 2},
+                                 "scaled": {"scale": 2.0}})      # a 'module:function' by its part name
+    totals, parts = reward(["<answer>7</answer>", "<answer>8</answer>"], completion_ids=[[0] * 3, [0] * 5],
+                           answer=["7", "7"])
+    assert parts == {"accuracy": [1.0, 0.0], "overlong": [-0.5, -1.0], "scaled": [36.0, 36.0]}
+    assert make_reward([f"{m}:scaled"], kwargs={f"{m}:scaled": {"scale": 0.0}})(["ab"])[0] == [0.0]   # or by spec
+    with pytest.raises(RewardSpecError, match=r"reward 'code' has no parameter \['timeout'\]; its parameters"):
+        make_reward(["code"], kwargs={"code": {"timeout": 5}})
+    with pytest.raises(RewardSpecError, match=r"kwargs for \['acuracy'\], which are not among"):
+        make_reward(["accuracy"], kwargs={"acuracy": {"exact": True}})
+    with pytest.raises(RewardSpecError, match="kwargs must be a dict"):
+        make_reward(["accuracy"], kwargs={"accuracy": 1})
+    with pytest.raises(RewardSpecError, match="listed twice"): make_reward(["format", "format"])
+    with pytest.raises(RewardSpecError, match="1 reward weights for 2 rewards"): make_reward(["format", "code"], [1.0])
+    with pytest.raises(RewardSpecError, match="unknown reward 'nope'"): make_reward(["format", "nope"])
+
+
+def test_part_names_and_collisions(user_module):
+    m = user_module
+    assert reward_part_names(["format", f"{m}:brevity"]) == ["format", "brevity"]
+    assert reward_part_names(["a.b:f", "c:f", "g"]) == ["a.b:f", "c:f", "g"]
+    totals, parts = make_reward(["format", f"{m}:format"])(["<think>a</think><answer>1</answer>"])
+    assert parts == {"format": [1.0], f"{m}:format": [0.5]} and totals == [1.5]

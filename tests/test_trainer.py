@@ -161,3 +161,31 @@ def test_vllm_engine_key_builds_engines_with_make_vllm_engine(toy_cache, tmp_pat
     tr = T.GRPOTrainer(cfg)
     assert calls == [("vllm", tr.model_path, 0.9, 1.0)]
     assert (tr.engine.t, tr.eval_engine.t, tr.eval_engine.p) == (0.9, cfg.eval_temperature, cfg.eval_top_p)
+
+
+def test_lr_schedule_steps_when_no_group_is_informative(toy_cache, tmp_path):
+    "Every reward weighted 0 + dynamic sampling: no group is informative, no update — yet step s runs at the step-s rate."
+    from r1_ref.trainer import load_config, lr_lambda
+    args = [*TINY, f"toy_cache={toy_cache}", "steps=4", "warmup_steps=2", "lr=1e-3", "dynamic_sampling=true",
+            "reward_weights=[0.0,0.0]", "eval_split=null", "save_steps=4"]
+    res = r1ref("train", *args, f"output_dir={tmp_path}/run")
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = metrics(tmp_path / "run" / "metrics.jsonl")[1:]
+    f = lr_lambda(load_config(overrides=args))
+    assert [r["groups_kept"] for r in rows] == [0.0] * 4 and not any("loss" in r for r in rows)
+    assert [r["lr"] for r in rows] == pytest.approx([1e-3 * f(s) for s in range(1, 5)])
+    from safetensors.torch import load_file
+    before, after = load_file(toy_cache / "base" / "model.safetensors"), load_file(tmp_path / "run" / "checkpoint-000004" / "model.safetensors")
+    assert all(torch.equal(before[k], after[k]) for k in before)      # no optimizer step on a zero gradient
+
+
+def test_export_dtype_writes_a_bf16_model_and_keeps_fp32_checkpoints(toy_cache, tmp_path):
+    "export_dtype=bfloat16: output_dir/final is bf16 (as hub checkpoints are); the checkpoints keep the fp32 masters."
+    res = r1ref("train", *TINY, f"toy_cache={toy_cache}", "steps=1", "eval_split=null", "export_dtype=bfloat16",
+                f"output_dir={tmp_path}/run")
+    assert res.returncode == 0, res.stderr[-2000:]
+    from safetensors.torch import load_file
+    final, ck = load_file(tmp_path / "run" / "final" / "model.safetensors"), load_file(tmp_path / "run" / "checkpoint-000001" / "model.safetensors")
+    assert {v.dtype for v in final.values()} == {torch.bfloat16} and {v.dtype for v in ck.values()} == {torch.float32}
+    assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["dtype"] == "bfloat16"
+    assert set(final) == set(ck) and all(torch.equal(final[k], ck[k].to(torch.bfloat16)) for k in final)
