@@ -73,6 +73,9 @@ def test_toy_model_loads_by_path(toy_cache):
     (["model=/nonexistent/model"], "/nonexistent/model"),
     (["loss_type=ppo"], "loss_type"),
     (["/no/such/config.yaml"], "does not exist"),
+    (["rewards=[format,no_such_pkg.rewards:brevity]"], "cannot import module 'no_such_pkg.rewards'"),
+    (["rewards=[format,json:nope]"], "module 'json' has no attribute 'nope'"),
+    (["rewards=[fromat]"], "unknown reward 'fromat'"),
 ])
 def test_bad_config_one_clear_error(args, message, tmp_path):
     res = r1ref("train", *args, f"output_dir={tmp_path}", timeout=120)
@@ -189,3 +192,24 @@ def test_export_dtype_writes_a_bf16_model_and_keeps_fp32_checkpoints(toy_cache, 
     assert {v.dtype for v in final.values()} == {torch.bfloat16} and {v.dtype for v in ck.values()} == {torch.float32}
     assert json.loads((tmp_path / "run" / "final" / "config.json").read_text())["dtype"] == "bfloat16"
     assert set(final) == set(ck) and all(torch.equal(final[k], ck[k].to(torch.bfloat16)) for k in final)
+
+
+USER_REWARDS = """
+def brevity(completions, **kwargs):                 # written for TRL's GRPOTrainer: keywords in, one float per completion
+    return [-len(c) / 100 for c in completions]
+
+def seen(prompts, completions, answer, completion_ids, **kwargs):   # the question, a dataset column and the token ids
+    assert len(prompts) == len(completions) == len(answer) == len(completion_ids) and "+" in prompts[0]
+    return [float(len(ids) > 0) for ids in completion_ids]
+"""
+
+
+def test_user_reward_module_from_config(toy_cache, tmp_path):
+    "`rewards: [format, my_rewards:brevity, my_rewards:seen]` from the directory the user runs `r1-ref` in, TRL-style functions."
+    (tmp_path / "my_rewards.py").write_text(USER_REWARDS)
+    res = r1ref("train", *TINY, f"toy_cache={toy_cache}", "steps=1", "eval_split=null", "output_dir=run",
+                "rewards=[format,my_rewards:brevity,my_rewards:seen]", "reward_weights=[1.0,0.5,0.0]", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    row = metrics(tmp_path / "run" / "metrics.jsonl")[-1]
+    assert row["reward/brevity"] < 0 and row["reward/seen"] == 1.0 and "reward/format" in row
+    assert row["reward"] == pytest.approx(row["reward/format"] + 0.5 * row["reward/brevity"])
