@@ -102,3 +102,18 @@ def test_bad_sft_rows_name_the_row(tmp_path):
     data.write_text(json.dumps({"prompt": "1+1", "completion": "<answer>2</answer>"}) + "\n" + json.dumps({"prompt": "2+2", "completion": ""}) + "\n")
     res = r1ref("sft", f"model={save_tiny(tmp_path / 'm')}", f"sft_data={data}", *COMMON, f"output_dir={tmp_path / 'o'}")
     assert res.returncode != 0 and "SFT data row 1 has no 'completion'" in res.stderr, res.stderr[-2000:]
+
+
+def test_sft_scores_with_a_user_reward_module(tmp_path):
+    "`rewards: [format, my_rewards:short]` in `r1-ref sft`: the held-out evaluation logs the user's reward; a bad spec is one error."
+    (tmp_path / "my_rewards.py").write_text("def short(completions, **kwargs): return [float(len(c) < 1000) for c in completions]\n")
+    args = [f"model={save_tiny(tmp_path / 'm')}", f"sft_data={write_traces(tmp_path / 't.jsonl', n=8, short=True)}", *COMMON,
+            "steps=1", "eval_max=4", "output_dir=o"]
+    res = subprocess.run(["r1-ref", "sft", *args, "rewards=[format,my_rewards:short]"], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = metrics(tmp_path / "o" / "metrics.jsonl")
+    assert rows[-1]["eval/short"] == 1.0 and "eval/format" in rows[-1]
+    bad = subprocess.run(["r1-ref", "sft", *args, "rewards=[format,my_rewards:long]"], capture_output=True, text=True,
+                         timeout=600, cwd=tmp_path)
+    assert bad.returncode != 0 and "module 'my_rewards' has no attribute 'long'" in bad.stderr and "Traceback" not in bad.stderr
