@@ -98,7 +98,8 @@ class GRPOConfig:
     dist_timeout_s: int = 600        # collectives time out after this many seconds, so a dead rank fails the job
     engine: str = "hf"               # rollout engine: "hf" (our decode loop), "hf_generate" (transformers generate), "vllm" (colocated), "vllm_server"
     vllm_gpu_memory_utilization: float = 0.3  # share of GPU memory a colocated vLLM may take
-    vllm_tensor_parallel_size: int = 1
+    vllm_tensor_parallel_size: int = 1  # GPUs per colocated engine; the number of processes must be a multiple of it
+    vllm_max_model_len: int|None = None  # prompt + completion tokens vLLM must fit (None: max_new_tokens + 1024)
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = 8000
     tis_cap: float = 2.0             # truncated importance sampling: cap of pi_old / pi_rollout per token
@@ -127,6 +128,12 @@ def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
     if cfg.engine not in ENGINES: bad("engine", f"{cfg.engine!r} is not one of {ENGINES}")
     if cfg.micro_batch_split not in ("length", "fixed"): bad("micro_batch_split", f"{cfg.micro_batch_split!r} is not 'length' or 'fixed'")
     if cfg.tis_cap < 1: bad("tis_cap", f"must be >= 1, got {cfg.tis_cap}")
+    if cfg.engine in ("vllm", "vllm_server") and cfg.top_p < 1:   # vLLM's log-probs would be the nucleus's (chapter 3c)
+        bad("top_p", f"{cfg.top_p} < 1 with engine={cfg.engine!r}: vLLM's log-probs are renormalised over the nucleus, "
+                     "which biases the importance weights; use top_p=1 (eval_top_p may stay < 1)")
+    tp = cfg.vllm_tensor_parallel_size
+    if tp < 1 or (cfg.engine == "vllm" and W % tp):        # colocated: one engine per group of tp processes
+        bad("vllm_tensor_parallel_size", f"{tp} must be >= 1 and divide the {W} processes")
     if cfg.dist_timeout_s < 1: bad("dist_timeout_s", f"must be >= 1, got {cfg.dist_timeout_s}")
     if cfg.fsdp and cfg.mixed_precision == "fp16": bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
     if cfg.loss_type not in LOSS_TYPES: bad("loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
@@ -366,6 +373,7 @@ class GRPOTrainer:
             from r1_ref.vllm_engine import make_vllm_engine
             self.engine = make_vllm_engine(cfg, self.model_path, self.tok, cfg.temperature, cfg.top_p)
             self.eval_engine = self.engine.with_sampling(cfg.eval_temperature, cfg.eval_top_p)
+            self.engine.load_weights(self.policy)   # before the step-0 evaluation, whose sleep discards vLLM's weights
         self.out = Path(cfg.output_dir); self.step, self.data_pos = 0, 0
         seed = cfg.seed + self.acc.process_index  # same weights everywhere, different samples on every process
         torch.manual_seed(seed); random.seed(seed)  # last: a cached and a freshly built toy model give the same run

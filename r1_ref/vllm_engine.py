@@ -14,9 +14,9 @@ import torch
 from .rollout import Rollout, _stop_ids
 
 # %% auto #0
-__all__ = ['sampling_kwargs', 'completions_json', 'rollout_from_json', 'rollout_from_outputs', 'vllm_named_params',
-           'param_metadata', 'VLLMEngine', 'WeightSyncExtension', 'server_routes', 'make_server', 'serve_parser',
-           'serve', 'VLLMServerEngine', 'make_vllm_engine', 'tis_weights', 'pad_logps', 'main']
+__all__ = ['sampling_kwargs', 'completions_json', 'rollout_from_json', 'rollout_from_outputs', 'check_weight_names',
+           'vllm_named_params', 'param_metadata', 'VLLMEngine', 'WeightSyncExtension', 'server_routes', 'make_server',
+           'serve_parser', 'serve', 'VLLMServerEngine', 'make_vllm_engine', 'tis_weights', 'pad_logps', 'main']
 
 # %% ../nbs/03c_vllm.ipynb #8ddeda9e
 def _import_vllm():
@@ -26,6 +26,20 @@ def _import_vllm():
         raise ImportError('The vLLM engines need vLLM and a CUDA GPU: pip install "r1-ref[vllm]" '
                           '(or pass engine="hf" to use the in-process 🤗 engine).') from e
     return vllm
+
+# %% ../nbs/03c_vllm.ipynb #4cea86bc
+def _rank_world() -> tuple[int, int]:
+    "This process's rank and the number of processes: (0, 1) without a process group."
+    d = torch.distributed
+    return (d.get_rank(), d.get_world_size()) if d.is_available() and d.is_initialized() else (0, 1)
+
+def _device() -> torch.device:
+    "Where tensors for vLLM go: the current CUDA device (the CPU without one)."
+    return torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+
+def _stream():
+    "The current CUDA stream for NCCL calls (None without CUDA)."
+    return torch.cuda.current_stream() if torch.cuda.is_available() else None
 
 # %% ../nbs/03c_vllm.ipynb #ac9926d3
 def sampling_kwargs(
@@ -80,31 +94,56 @@ def _vllm_name(name:str) -> str:
     for p in _WRAPPER_PREFIXES: name = name.replace(p, "")
     return name
 
+def check_weight_names(model):
+    "Raise if transformers renamed `model`'s checkpoint weights on load (MoE experts...): vLLM would not find them."
+    try: from transformers.conversion_mapping import extract_weight_conversions_for_model
+    except ImportError: return                            # transformers < 5: names are the checkpoint's
+    if getattr(model, "config", None) is not None and extract_weight_conversions_for_model(model):
+        raise NotImplementedError(
+            f"weight sync to vLLM is not supported for model_type {model.config.model_type!r}: transformers renames or "
+            "fuses its checkpoint weights on load (e.g. MoE experts), so the trainer's parameter names are not the "
+            "checkpoint names vLLM's load_weights expects; use engine='hf'")
+
+def _full(p:torch.Tensor) -> torch.Tensor:
+    "The whole tensor: an FSDP2 `DTensor` shard is all-gathered (a collective: every process calls it)."
+    return p.full_tensor() if hasattr(p, "full_tensor") else p
+
 def vllm_named_params(model):
-    "Yield `(name, tensor)` of `model`'s parameters as vLLM's `load_weights` expects them."
-    for name, p in model.named_parameters(): yield _vllm_name(name), p.detach()
+    "Yield `(name, tensor)` of `model`'s parameters as vLLM's `load_weights` expects them, whole, one at a time."
+    check_weight_names(model)
+    for name, p in model.named_parameters(): yield _vllm_name(name), _full(p.detach())
 
 def param_metadata(named) -> list[tuple[str, str, list[int]]]:
     "`(name, dtype, shape)` of each tensor, dtypes as `torch` attribute names (what the server allocates)."
     return [(n, str(t.dtype).removeprefix("torch."), list(t.shape)) for n, t in named]
 
 # %% ../nbs/03c_vllm.ipynb #3adb419c
-def _launcher_env(tensor_parallel_size:int):
-    "Environment variables vLLM's external launcher reads, set for a world of one process if unset."
+def _launcher_env(tensor_parallel_size:int) -> int:
+    "Set the environment vLLM's external launcher reads (a world of one process if unset); return this rank."
     os.environ.setdefault("RANK", "0"); os.environ.setdefault("LOCAL_RANK", "0"); os.environ.setdefault("WORLD_SIZE", "1")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     if "MASTER_PORT" not in os.environ:
         with socket.socket() as s: s.bind(("127.0.0.1", 0)); os.environ["MASTER_PORT"] = str(s.getsockname()[1])
-    if int(os.environ["WORLD_SIZE"]) != tensor_parallel_size:
-        raise ValueError(f"colocated vLLM with tensor_parallel_size={tensor_parallel_size} needs that many training "
-                         f"processes (torchrun), found WORLD_SIZE={os.environ['WORLD_SIZE']}; use engine='vllm_server' "
-                         "to give vLLM GPUs of its own")
+    if int(os.environ["WORLD_SIZE"]) % tensor_parallel_size:
+        raise ValueError(f"colocated vLLM with tensor_parallel_size={tensor_parallel_size} needs a multiple of that "
+                         "many training processes (one engine per TP group), found "
+                         f"WORLD_SIZE={os.environ['WORLD_SIZE']}; use engine='vllm_server' to give vLLM GPUs of its "
+                         "own")
+    return int(os.environ["RANK"])
 
 # %% ../nbs/03c_vllm.ipynb #3786dde3
-def _engine_state(llm, sleep:bool, level:int) -> SimpleNamespace:
-    "What engines sharing one `LLM` share: the LLM, the last model pushed, and what is asleep or stale."
-    return SimpleNamespace(llm=llm, sleep=sleep, level=level, model=None,
+def _engine_state(llm, sleep:bool, level:int, tp_group=None) -> SimpleNamespace:
+    "What engines sharing one `LLM` share: the LLM, its TP group, the last model pushed, and what is asleep or stale."
+    return SimpleNamespace(llm=llm, sleep=sleep, level=level, tp_group=tp_group, model=None,
                            weights_asleep=False, kv_asleep=False, weights_stale=False)
+
+def _tp_group(tensor_parallel_size:int):
+    "This rank's tensor-parallel group (consecutive ranks, as vLLM lays them out); None for TP = 1."
+    if tensor_parallel_size == 1: return None
+    rank, world = _rank_world()
+    groups = [torch.distributed.new_group(list(range(s, s + tensor_parallel_size)))   # every rank creates every group
+              for s in range(0, world, tensor_parallel_size)]
+    return groups[rank // tensor_parallel_size]
 
 # %% ../nbs/03c_vllm.ipynb #6c32cb97
 class VLLMEngine:
@@ -117,20 +156,24 @@ class VLLMEngine:
         top_p:float=1.0,                    # nucleus sampling
         stop:tuple=("</answer>",),          # stop strings, in addition to EOS
         gpu_memory_utilization:float=0.3,   # share of the GPU vLLM may use (weights + KV cache)
-        tensor_parallel_size:int=1,         # GPUs per vLLM instance (= training processes here)
-        seed:int=0,                         # vLLM's sampling seed
+        tensor_parallel_size:int=1,         # GPUs per vLLM instance (training processes per engine)
+        seed:int=0,                         # sampling seed; engine k (ranks k·TP … k·TP+TP-1) uses seed + k
+        max_model_len:int|None=None,        # prompt + completion tokens vLLM must fit (None: the model's context)
         enable_sleep_mode:bool=True,        # free vLLM's memory between rollouts
         sleep_level:int=2,                  # 2: discard weights and KV cache; 1: keep a CPU copy of the weights
         **llm_kwargs,                       # more `vllm.LLM` arguments (max_model_len, dtype, enforce_eager, ...)
     ):
         vllm = _import_vllm()
-        _launcher_env(tensor_parallel_size)
+        rank = _launcher_env(tensor_parallel_size)
         self.tok, self.max_new_tokens, self.temperature, self.top_p = tokenizer, max_new_tokens, temperature, top_p
         self.eos_ids, self.stop_strings = _stop_ids(tokenizer, stop)
-        llm = vllm.LLM(model=str(model_path), tensor_parallel_size=tensor_parallel_size, seed=seed,
+        tp_group = _tp_group(tensor_parallel_size)
+        llm = vllm.LLM(model=str(model_path), tensor_parallel_size=tensor_parallel_size,
+                       seed=seed + rank // tensor_parallel_size, max_model_len=max_model_len,
                        gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=enable_sleep_mode,
                        distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs", **llm_kwargs)
-        self.sampling_cls, self.state = vllm.SamplingParams, _engine_state(llm, enable_sleep_mode, sleep_level)
+        self.sampling_cls = vllm.SamplingParams
+        self.state = _engine_state(llm, enable_sleep_mode, sleep_level, tp_group)
 
     def with_sampling(self, temperature:float, top_p:float) -> VLLMEngine:
         "The same vLLM instance with other sampling settings (e.g. for evaluation)."
@@ -149,7 +192,7 @@ def _load_weights_colocated(self:VLLMEngine, model):
     if st.weights_asleep:
         torch.cuda.empty_cache(); st.llm.wake_up(tags=["weights"]); st.weights_asleep = False
     target = _vllm_model(st.llm)
-    device = next(target.parameters()).device
+    device = next(target.parameters()).device      # vLLM's GPU (the CPU for the stand-in)
     target.load_weights(weights=((n, t.to(device)) for n, t in vllm_named_params(model)))
     st.llm.reset_prefix_cache()
     st.model, st.weights_stale = model, False
@@ -177,15 +220,23 @@ def _sleep(self:VLLMEngine):
 VLLMEngine._wake, VLLMEngine._sleep = _wake, _sleep
 
 # %% ../nbs/03c_vllm.ipynb #4c436d23
+def _tp_gather(group, ids:list) -> tuple[list, int]:
+    "All prompts of the TP `group` in rank order, and where this rank's start (identity without a group)."
+    if group is None: return ids, 0
+    parts = [None] * torch.distributed.get_world_size(group)
+    torch.distributed.all_gather_object(parts, ids, group=group)
+    return [p for part in parts for p in part], sum(len(p) for p in parts[:torch.distributed.get_rank(group)])
+
 def _generate_colocated(self:VLLMEngine, prompts:list[str], group_size:int=1) -> Rollout:
     "Sample `group_size` completions for each of `prompts` (already formatted)."
     ids = self.tok(prompts, add_special_tokens=False)["input_ids"]
+    every, start = _tp_gather(self.state.tp_group, ids)     # ranks of a TP group send vLLM identical requests
     params = self.sampling_cls(**sampling_kwargs(group_size, self.max_new_tokens, self.temperature, self.top_p,
                                                    self.eos_ids, self.stop_strings))
     self._wake()
-    try: outputs = self.state.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+    try: outputs = self.state.llm.generate([{"prompt_token_ids": p} for p in every], params, use_tqdm=False)
     finally: self._sleep()
-    return rollout_from_outputs(outputs, ids, group_size, self.tok)
+    return rollout_from_outputs(outputs[start:start + len(ids)], ids, group_size, self.tok)   # this rank's slice
 
 VLLMEngine.generate = _generate_colocated
 
@@ -204,7 +255,7 @@ class WeightSyncExtension:
         "Receive each `(name, dtype, shape)` of `params` by broadcast from rank 0 and load it."
         for name, dtype, shape in params:
             w = torch.empty(shape, dtype=getattr(torch, dtype), device=self.device)
-            self.r1_comm.broadcast(w, src=0, stream=torch.cuda.current_stream())
+            self.r1_comm.broadcast(w, src=0, stream=_stream())
             self.model_runner.model.load_weights(weights=[(name, w)])
             del w
 
@@ -349,7 +400,7 @@ def _init_communicator(self:VLLMServerEngine):
     with ThreadPoolExecutor(1) as ex:
         done = ex.submit(_request, self.url + "/init_communicator", dict(host=host, port=st.group_port, world_size=world))
         pg = StatelessProcessGroup.create(host=host, port=st.group_port, rank=0, world_size=world)
-        st.comm = PyNcclCommunicator(pg, device=torch.device("cuda", torch.cuda.current_device()))
+        st.comm = PyNcclCommunicator(pg, device=_device())
         done.result()
     atexit.register(self.close)
 
@@ -358,15 +409,21 @@ VLLMServerEngine.init_communicator = _init_communicator
 # %% ../nbs/03c_vllm.ipynb #058c6451
 @torch.no_grad()
 def _load_weights_server(self:VLLMServerEngine, model):
-    "Broadcast `model`'s parameters to the server's workers."
-    if self.state.comm is None: self.init_communicator()
-    named = list(vllm_named_params(model))
-    stream, device = torch.cuda.current_stream(), torch.device("cuda", torch.cuda.current_device())
-    with ThreadPoolExecutor(1) as ex:
-        done = ex.submit(_request, self.url + "/update_weights", {"params": param_metadata(named)})
-        for _, t in named: self.state.comm.broadcast(t.to(device).contiguous(), src=0, stream=stream)
-        done.result()
-    torch.cuda.synchronize()
+    "Broadcast `model`'s parameters to the server's workers from the main process; the others gather and wait."
+    rank, world = _rank_world()
+    if world > 1: torch.distributed.barrier()      # all here: none still waits on the server the push will keep busy
+    named = vllm_named_params(model)               # one whole parameter at a time (FSDP2: gathered on every rank)
+    if rank == 0:
+        if self.state.comm is None: self.init_communicator()
+        meta = param_metadata((_vllm_name(n), p) for n, p in model.named_parameters())   # global shapes
+        with ThreadPoolExecutor(1) as ex:
+            done = ex.submit(_request, self.url + "/update_weights", {"params": meta})
+            for _, t in named: self.state.comm.broadcast(t.to(_device()).contiguous(), src=0, stream=_stream())
+            done.result()
+        if torch.cuda.is_available(): torch.cuda.synchronize()
+    else:
+        for _ in named: pass                       # join each gather; only the main process sends
+    if world > 1: torch.distributed.barrier()      # nobody samples before the server has the new weights
 
 def _close(self:VLLMServerEngine):
     "Leave the NCCL group (the server stays up)."
@@ -389,8 +446,10 @@ def make_vllm_engine(
     name, g = getattr(cfg, "engine", "vllm"), lambda k, d: getattr(cfg, k, d)
     common = dict(max_new_tokens=g("max_new_tokens", 256), temperature=temperature, top_p=top_p)
     if name == "vllm":
+        max_len = g("vllm_max_model_len", None) or g("max_new_tokens", 256) + 1024     # + a prompt budget
         return VLLMEngine(model_path, tokenizer, gpu_memory_utilization=g("vllm_gpu_memory_utilization", 0.3),
-                          tensor_parallel_size=g("vllm_tensor_parallel_size", 1), seed=g("seed", 0), **common)
+                          tensor_parallel_size=g("vllm_tensor_parallel_size", 1), seed=g("seed", 0),
+                          max_model_len=max_len, **common)
     if name == "vllm_server":
         return VLLMServerEngine(tokenizer, g("vllm_server_host", "127.0.0.1"), g("vllm_server_port", 8000), **common)
     raise ValueError(f"engine={name!r} is not a vLLM engine; expected 'vllm' or 'vllm_server'")

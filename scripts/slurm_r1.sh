@@ -22,14 +22,16 @@ export TORCH_NCCL_ASYNC_ERROR_HANDLING=1   # a failed NCCL collective raises ins
 
 echo "nodes=$NNODES gpus/node=$GPUS_PER_NODE master=$MASTER_ADDR:$MASTER_PORT launcher=$LAUNCHER config=$CONFIG"
 
-# srun starts one copy per node; SLURM_NODEID (0..N-1) is that node's rank. Quoted '$SLURM_NODEID' expands on the node.
+# srun starts one copy per node; SLURM_NODEID (0..N-1) is that node's rank, so it is read on the node (single quotes).
+# The config and key=value arguments travel as the inner bash's "$@": a value with spaces stays one argument.
+export NNODES GPUS_PER_NODE MASTER_ADDR MASTER_PORT ACCELERATE_CONFIG   # srun passes the environment to the node
 if [ "$LAUNCHER" = torchrun ]; then
-    srun --kill-on-bad-exit=1 bash -c "torchrun --nnodes $NNODES --nproc_per_node $GPUS_PER_NODE --node_rank \$SLURM_NODEID \
-        --rdzv_backend c10d --rdzv_endpoint $MASTER_ADDR:$MASTER_PORT --rdzv_id $SLURM_JOB_ID \
-        -m r1_ref.cli train $CONFIG $*"
+    srun --kill-on-bad-exit=1 bash -c 'torchrun --nnodes "$NNODES" --nproc_per_node "$GPUS_PER_NODE" \
+        --node_rank "$SLURM_NODEID" --rdzv_backend c10d --rdzv_endpoint "$MASTER_ADDR:$MASTER_PORT" \
+        --rdzv_id "$SLURM_JOB_ID" -m r1_ref.cli train "$@"' bash "$CONFIG" "$@"
 else
-    srun --kill-on-bad-exit=1 bash -c "accelerate launch --config_file $ACCELERATE_CONFIG \
-        --num_machines $NNODES --num_processes $((NNODES * GPUS_PER_NODE)) --machine_rank \$SLURM_NODEID \
-        --main_process_ip $MASTER_ADDR --main_process_port $MASTER_PORT --rdzv_backend c10d --same_network \
-        -m r1_ref.cli train $CONFIG $*"
+    srun --kill-on-bad-exit=1 bash -c 'accelerate launch --config_file "$ACCELERATE_CONFIG" \
+        --num_machines "$NNODES" --num_processes $((NNODES * GPUS_PER_NODE)) --machine_rank "$SLURM_NODEID" \
+        --main_process_ip "$MASTER_ADDR" --main_process_port "$MASTER_PORT" --rdzv_backend c10d --same_network \
+        -m r1_ref.cli train "$@"' bash "$CONFIG" "$@"
 fi

@@ -153,16 +153,18 @@ def test_truncated_importance_sampling_with_a_perturbed_engine(toy_cache, tmp_pa
 
 
 def test_vllm_engine_key_builds_engines_with_make_vllm_engine(toy_cache, tmp_path, monkeypatch):
-    "engine=vllm: the trainer asks r1_ref.vllm_engine.make_vllm_engine (faked here: no vLLM on CPU) for both engines."
+    """engine=vllm: the trainer asks r1_ref.vllm_engine.make_vllm_engine (faked here: no vLLM on CPU) for both engines,
+    and pushes the policy once right away (the step-0 evaluation's level-2 sleep would otherwise leave nothing to push)."""
     import r1_ref.trainer as T, r1_ref.vllm_engine as V
     calls = []
     class Fake:
         def __init__(self, t, p): self.t, self.p = t, p
         def with_sampling(self, t, p): return Fake(t, p)
+        def load_weights(self, model): calls.append(("load_weights", model))
     monkeypatch.setattr(V, "make_vllm_engine", lambda cfg, path, tok, t, p: calls.append((cfg.engine, path, t, p)) or Fake(t, p))
     cfg = T.load_config(overrides=[*TINY, f"toy_cache={toy_cache}", f"output_dir={tmp_path}", "engine=vllm", "temperature=0.9"])
     tr = T.GRPOTrainer(cfg)
-    assert calls == [("vllm", tr.model_path, 0.9, 1.0)]
+    assert calls == [("vllm", tr.model_path, 0.9, 1.0), ("load_weights", tr.policy)]
     assert (tr.engine.t, tr.eval_engine.t, tr.eval_engine.p) == (0.9, cfg.eval_temperature, cfg.eval_top_p)
 
 

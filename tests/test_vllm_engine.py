@@ -184,3 +184,12 @@ def test_colocated_vllm_generate_and_load_weights(tmp_path, tok):
     new, old = tis_stats(policy, ro2), tis_stats(model, ro2)
     assert abs(new["tis/ratio_mean"] - 1) < 0.02, new                    # vLLM now samples from the pushed weights
     assert old["tis/logp_diff_mean"] > 5 * new["tis/logp_diff_mean"], (old, new)  # and no longer from the old ones
+
+
+def test_launcher_env_allows_a_multiple_of_the_tp_size(monkeypatch):
+    "Colocated vLLM: one engine per TP group, so WORLD_SIZE must be a multiple of tensor_parallel_size (issue 16, bug 4)."
+    from r1_ref.vllm_engine import _launcher_env
+    for k, v in dict(RANK="3", LOCAL_RANK="3", WORLD_SIZE="4", MASTER_ADDR="127.0.0.1", MASTER_PORT="1").items():
+        monkeypatch.setenv(k, v)
+    assert _launcher_env(1) == 3 and _launcher_env(2) == 3 and _launcher_env(4) == 3
+    with pytest.raises(ValueError, match="multiple"): _launcher_env(3)
