@@ -752,16 +752,15 @@ def plot_metrics(
     out:str|Path|None=None,      # PNG to write; None: just return the figure
     keys=PLOT_KEYS,              # metrics to draw (missing ones are skipped)
 ):
-    "Draw one small panel per metric against the step."
-    import matplotlib
-    if out is not None: matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    "Draw one small panel per metric against the step (a `Figure` of its own: the caller's pyplot state is left alone)."
+    from matplotlib.figure import Figure
     rows = [json.loads(l) for l in Path(metrics).read_text().splitlines() if l.strip()] if not isinstance(metrics, list) else metrics
     keys = [k for k in keys if any(k in r for r in rows)]
-    fig, axs = plt.subplots(1, len(keys), figsize=(2.6 * len(keys), 2.4), squeeze=False)
+    fig = Figure(figsize=(2.6 * len(keys), 2.4))
+    axs = fig.subplots(1, len(keys), squeeze=False)
     for ax, k in zip(axs[0], keys):
         pts = [(r["step"], r[k]) for r in rows if k in r]
         ax.plot(*zip(*pts), marker="o" if len(pts) < 4 else None, ms=3); ax.set_title(k, fontsize=9); ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
-    if out is not None: fig.savefig(out, dpi=100); plt.close(fig)
+    if out is not None: fig.savefig(out, dpi=100)
     return fig
