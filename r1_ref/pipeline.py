@@ -6,13 +6,14 @@ Docs: https://r1-ref.github.io/r1_ref/pipeline.html.md"""
 
 # %% ../nbs/08_pipeline.ipynb #98825b2c
 from __future__ import annotations
-import importlib, json, random, time
+import json, random, time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 import torch
 from .toy import toy_base_model, toy_completion, toy_datasets, toy_language_reward, LANG_B
-from .trainer import GRPOConfig, GRPOTrainer, REWARD_FUNCS, latest_checkpoint, load_config, ConfigError
+from .trainer import GRPOConfig, GRPOTrainer, latest_checkpoint, load_config, ConfigError
+from .rewards import RewardSpecError, resolve_reward
 from .distill import SFTConfig, SFTTrainer, EmptyTraceSet, rejection_sample, save_traces, resolve_student
 from .rollout import HFEngine, format_prompt
 from .rewards import think_text
@@ -91,15 +92,12 @@ def reflection_reward(completions:list, **columns) -> list[float]:
     from r1_ref.rewards import as_texts
     return [float(reflection_count(c)) for c in as_texts(completions)]
 
-REWARD_FUNCS.setdefault("toy_language", toy_language_reward)
-REWARD_FUNCS.setdefault("reflection", reflection_reward)
 MONITORS = ["toy_language", "reflection"]   # logged in every RL stage, rewarded only where a stage lists them
 
 def reward_from_path(spec:str):
-    "The function named by 'package.module:function'."
-    mod, _, name = spec.partition(":")
-    try: return getattr(importlib.import_module(mod), name)
-    except (ImportError, AttributeError, ValueError) as e: raise ConfigError(f"config key 'reward_model': cannot import {spec!r}: {e}") from None
+    "The function named by 'package.module:function' (chapter 2's `resolve_reward`), or one error naming the key."
+    try: return resolve_reward(spec)
+    except RewardSpecError as e: raise ConfigError(f"config key 'reward_model': {e}") from None
 
 # %% ../nbs/08_pipeline.ipynb #be85c503
 def run_stage(cfg:PipelineConfig, name:str, fn) -> dict:
@@ -209,7 +207,7 @@ def stage_rl2(cfg:PipelineConfig, out:Path) -> Path:
     "R1 stage 4: GRPO at T=0.7 from the stage-3 model, rule rewards (plus an optional reward model)."
     rewards = list(LANGUAGE)
     if cfg.reward_model:
-        REWARD_FUNCS.setdefault(cfg.reward_model, reward_from_path(cfg.reward_model)); rewards.append(cfg.reward_model)
+        rewards.append(cfg.reward_model)                 # a 'module:function' spec: the trainer imports it
     return grpo_stage(grpo_config(cfg, _model(cfg, "r1-sft"), out, cfg.rl2_steps, rewards, cfg.rl2_temperature))
 
 # %% ../nbs/08_pipeline.ipynb #6c02f89a

@@ -19,8 +19,8 @@ from .vllm_engine import tis_weights, pad_logps
 from . import rewards as R
 
 # %% auto #0
-__all__ = ['ENGINES', 'DTYPES', 'REWARD_FUNCS', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config',
-           'load_config', 'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
+__all__ = ['ENGINES', 'DTYPES', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
+           'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
            'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks',
            'leave_process_group', 'leave_process_group_at_exit', 'GRPOTrainer', 'next_questions', 'rollout_and_score',
            'score_rollout', 'micro_batches', 'NonFiniteLoss', 'update', 'shard_rows', 'train_step', 'gather_scored',
@@ -185,8 +185,6 @@ def load_config(
     return check_config(cls(**data)) if cls is GRPOConfig else cls(**data)
 
 # %% ../nbs/04_trainer.ipynb #024100be
-REWARD_FUNCS = R.REWARDS   # an alias of the one registry (chapter 2), kept for code written against earlier versions
-
 def build_reward(cfg:GRPOConfig):
     "The weighted sum of `cfg.rewards` (names or 'module:function'), returning (totals, {name: values})."
     kw = {k: dict(v) for k, v in (getattr(cfg, "reward_kwargs", None) or {}).items()}
