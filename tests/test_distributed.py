@@ -162,9 +162,10 @@ def test_two_processes_match_one(strategy, one_process, toy_cache, worker, tmp_p
     assert max(r["optimizer_steps"] for r in one_process["dapo"][1]) == 4    # mu=2 passes x 2 mini-batches
 
 
-def test_accelerate_launch_end_to_end(toy_cache, tmp_path):
-    "`accelerate launch` with configs/accelerate/ddp.yaml, 2 CPU processes: metrics written once, a loadable checkpoint."
-    cfg = Path(__file__).parents[1] / "configs" / "accelerate" / "ddp.yaml"
+@pytest.mark.parametrize("acc_config", ["ddp.yaml", "fsdp2.yaml"])   # every accelerate config we ship runs
+def test_accelerate_launch_end_to_end(acc_config, toy_cache, tmp_path):
+    "`accelerate launch` with a configs/accelerate/ file, 2 CPU processes: metrics written once, a loadable checkpoint."
+    cfg = Path(__file__).parents[1] / "configs" / "accelerate" / acc_config
     launch = ["accelerate", "launch", "--config_file", str(cfg), "--num_processes", "2", "--mixed_precision", "no",
               "--main_process_port", str(free_port()), "--no_python", "r1-ref", "train"]
     res = run([*launch, *TINY, f"toy_cache={toy_cache}", "steps=2", "save_steps=2", f"output_dir={tmp_path}/run"])
