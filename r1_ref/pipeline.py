@@ -265,10 +265,11 @@ def metrics_rows(path:Path) -> list[dict]:
 
 def plot_rl_curves(cfg:PipelineConfig, path:Path):
     "Accuracy, length, language consistency and reflection words over RL steps: R1-Zero vs R1's RL stages."
-    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure       # a figure of its own: the caller's pyplot and backend are left alone
     keys = [("reward/accuracy", "train accuracy"), ("completion_len", "response length (tokens)"),
             ("reward/toy_language", "language consistency"), ("reward/reflection", "reflection words / response")]
-    fig, axs = plt.subplots(1, 4, figsize=(13, 2.8))
+    fig = Figure(figsize=(13, 2.8))
+    axs = fig.subplots(1, 4)
     runs = {"R1-Zero": ("r1-zero", 0), "R1 stage 2": ("r1-rl1", 0), "R1 stage 4": ("r1", cfg.rl1_steps)}
     for label, (stage, offset) in runs.items():
         rows = [r for r in metrics_rows(Path(cfg.output_dir) / stage / "metrics.jsonl") if "reward" in r]
@@ -276,16 +277,17 @@ def plot_rl_curves(cfg:PipelineConfig, path:Path):
             pts = [(r["step"] + offset, r[k]) for r in rows if r.get(k) is not None]
             if pts: ax.plot(*zip(*pts), label=label)
             ax.set_title(title, fontsize=9); ax.set_xlabel("RL step", fontsize=8)
-    axs[0].legend(fontsize=7); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    axs[0].legend(fontsize=7); fig.tight_layout(); fig.savefig(path, dpi=100)
 
 def plot_comparison(results:list[dict], path:Path):
     "Bars of pass@1, format and language consistency per model."
-    import matplotlib; matplotlib.use("Agg"); import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(10, 3)); w = 0.27
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(10, 3))
+    ax, w = fig.subplots(), 0.27
     for j, k in enumerate(("pass@1", "format", "language")):
         ax.bar([i + (j - 1) * w for i in range(len(results))], [r[k] or 0 for r in results], w, label=k)
     ax.set_xticks(range(len(results)), [LABELS.get(r["model"], r["model"]) for r in results], fontsize=7, rotation=15)
-    ax.set_ylim(0, 1.05); ax.legend(fontsize=7, ncol=3); fig.tight_layout(); fig.savefig(path, dpi=100); plt.close(fig)
+    ax.set_ylim(0, 1.05); ax.legend(fontsize=7, ncol=3); fig.tight_layout(); fig.savefig(path, dpi=100)
 
 # %% ../nbs/08_pipeline.ipynb #fdc61e5c
 def write_report(cfg:PipelineConfig, records:list[dict]) -> Path:
