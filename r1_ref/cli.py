@@ -15,30 +15,40 @@ __all__ = ['demo', 'print_summary', 'train_cmd', 'sft_cmd', 'pipeline_cmd', 'bui
 # %% ../nbs/10_cli.ipynb #777c34b2
 def demo(out:str="runs/demo", steps:int=60, seed:int=0):
     "Run chapter 1's GRPO bandit; write `metrics.jsonl` and `curve.png` to `out`."
-    import matplotlib; matplotlib.use("Agg")
+    import matplotlib
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from r1_ref.grpo import grpo_bandit
-    out = Path(out); out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     hist = grpo_bandit(steps=steps, seed=seed)
     with open(out / "metrics.jsonl", "w") as f:
         for i, p in enumerate(hist): f.write(json.dumps({"step": i + 1, "p_correct": p}) + "\n")
-    plt.figure(figsize=(4.5, 3)); plt.plot(range(1, len(hist) + 1), hist)
-    plt.xlabel("GRPO step"); plt.ylabel("P(correct answer)"); plt.tight_layout(); plt.savefig(out / "curve.png"); plt.close()
+    plt.figure(figsize=(4.5, 3))
+    plt.plot(range(1, len(hist) + 1), hist)
+    plt.xlabel("GRPO step")
+    plt.ylabel("P(correct answer)")
+    plt.tight_layout()
+    plt.savefig(out / "curve.png")
+    plt.close()
     print(f"GRPO bandit: P(correct) 0.10 -> {hist[-1]:.2f} after {steps} steps")
     print(f"results: {out / 'metrics.jsonl'}, {out / 'curve.png'}")
     return hist
 
 # %% ../nbs/10_cli.ipynb #b62da18a
 def print_summary(cfg, t0:float):
-    "Print the held-out evaluations of a finished run, its wall time, peak memory and where its results are (main process only)."
+    "Print a finished run's held-out evaluations, wall time, peak memory and where its results are (main process only)."
     import os, time, resource
     if int(os.environ.get("RANK", "0")) != 0: return []     # under torchrun / accelerate launch, one summary
     out = Path(cfg.output_dir)
     rows = [json.loads(l) for l in (out / "metrics.jsonl").read_text().splitlines() if l.strip()]
     evals = [r for r in rows if "eval/reward" in r]
-    print(f"\nheld-out evaluation ({cfg.eval_samples} sample(s)/question, T={cfg.eval_temperature}, top-p {cfg.eval_top_p}):")
-    keys = [k for k in ("eval/accuracy", "eval/format", "eval/think_frac", "eval/accuracy_thinking", "eval/completion_len") if evals and k in evals[0]]
-    print(f"{'step':>6} " + " ".join(f"{k[5:].replace('accuracy_', 'acc_'):>15}" for k in keys))
+    if not evals: print("\nno held-out evaluation (eval_split is null)")
+    else: print(f"\nheld-out evaluation ({cfg.eval_samples} sample(s)/question, "
+                f"T={cfg.eval_temperature}, top-p {cfg.eval_top_p}):")
+    keys = [k for k in ("eval/accuracy", "eval/format", "eval/think_frac", "eval/accuracy_thinking",
+                        "eval/completion_len") if evals and k in evals[0]]
+    if evals: print(f"{'step':>6} " + " ".join(f"{k[5:].replace('accuracy_', 'acc_'):>15}" for k in keys))
     cell = lambda v: f"{v:>15.3f}" if isinstance(v, (int, float)) else f"{'-':>15}"
     for r in evals: print(f"{r['step']:>6} " + " ".join(cell(r.get(k)) for k in keys))
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -63,7 +73,8 @@ def sft_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False, dis
     t0 = time.time()
     cfg = load_sft_config(config, overrides)
     if distill: make_traces(cfg)
-    elif not traces_path(cfg).exists() and not cfg.sft_data: raise ValueError("r1-ref sft needs sft_data=<traces file or hub id>")
+    elif not traces_path(cfg).exists() and not cfg.sft_data:
+        raise ValueError("r1-ref sft needs sft_data=<traces file or hub id>")
     log = SFTTrainer(cfg).train(resume=resume)
     return {"evals": print_summary(cfg, t0), "log": log}
 
@@ -75,13 +86,15 @@ def pipeline_cmd(config:str|None=None, overrides:list[str]=()) -> Path:
     t0 = time.time()
     report = run_pipeline(load_pipeline_config(config, overrides))
     print(report.read_text())
-    print(f"wall time {time.time() - t0:.0f} s, peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; report: {report}")
+    print(f"wall time {time.time() - t0:.0f} s, "
+          f"peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB; report: {report}")
     return report
 
 # %% ../nbs/10_cli.ipynb #f0da4f52
 def build_parser() -> argparse.ArgumentParser:
     "The `r1-ref` argument parser, one sub-command per job."
-    p = argparse.ArgumentParser(prog="r1-ref", description="DeepSeek-R1 reference implementation: GRPO from a CPU toy to a GPU cluster.")
+    p = argparse.ArgumentParser(
+        prog="r1-ref", description="DeepSeek-R1 reference implementation: GRPO from a CPU toy to a GPU cluster.")
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="chapter 1: GRPO on a bandit, in a second")
     d.add_argument("--out", default="runs/demo", help="output directory")
@@ -114,7 +127,8 @@ def main(argv:list[str]|None=None):
         if args.command == "demo": demo(args.out, args.steps, args.seed)
         elif args.command == "train": train_cmd(*_split_config_args(args.args), resume=args.resume)
         elif args.command == "pipeline": pipeline_cmd(*_split_config_args(args.args))
-        elif args.command in ("sft", "distill"): sft_cmd(*_split_config_args(args.args), resume=args.resume, distill=args.command == "distill")
+        elif args.command in ("sft", "distill"):
+            sft_cmd(*_split_config_args(args.args), resume=args.resume, distill=args.command == "distill")
         elif args.command == "eval":
             from r1_ref.evaluate import eval_main
             eval_main(args)

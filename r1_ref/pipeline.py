@@ -44,6 +44,7 @@ class PipelineConfig:
     lr: float = 1e-4
     eval_samples: int = 2            # held-out pass@1 averaged over this many samples (T=0.6, top-p 0.95)
     eval_steps: int = 10
+    format_weight: float = 0.1       # weight of the format reward (accuracy: 1); 1.0 lets R1-Zero hack it (section 7)
     # R1-Zero
     zero_steps: int = 30
     # R1
@@ -117,7 +118,7 @@ def run_stage(cfg:PipelineConfig, name:str, fn) -> dict:
 # %% ../nbs/08_pipeline.ipynb #d08fecd9
 def grpo_config(cfg:PipelineConfig, model:str, out:Path, steps:int, rewards:list, temperature:float=1.0, **kw) -> GRPOConfig:
     "The chapter-4 toy GRPO preset for one pipeline stage."
-    weights = [cfg.language_weight if r == "toy_language" else 1.0 for r in rewards]
+    weights = [{"toy_language": cfg.language_weight, "format": cfg.format_weight}.get(r, 1.0) for r in rewards]
     monitors = [m for m in MONITORS if m not in rewards]
     return GRPOConfig(model=str(model), toy_digits=cfg.toy_digits, toy_train=cfg.toy_train, toy_eval=cfg.toy_eval,
                       rewards=rewards + monitors, reward_weights=weights + [0.0] * len(monitors), group_size=cfg.group_size, batch_size=cfg.batch_size,
@@ -230,7 +231,8 @@ def stage_student_rl(cfg:PipelineConfig, out:Path) -> Path:
                                         toy_pretrain_steps=cfg.pretrain_steps, toy_digits=cfg.toy_digits, progress=cfg.progress))
     g = GRPOTrainer(grpo_config(cfg, student, out, 10_000, RULES))
     t0 = time.time()
-    while time.time() - t0 < budget: g._log(g.train_step(), out / "metrics.jsonl")
+    g.start_logging(resume=False)                  # metrics.jsonl, as `train` writes it
+    while time.time() - t0 < budget: g.log(g.train_step())
     return g.save_checkpoint()
 
 # %% ../nbs/08_pipeline.ipynb #1d7e488d

@@ -23,7 +23,8 @@ def as_texts(completions:list) -> list[str]:
     out = []
     for i, c in enumerate(completions):
         if isinstance(c, list) and c and isinstance(c[-1], dict): c = c[-1].get("content")
-        if not isinstance(c, str): raise ValueError(f"completions[{i}] must be a str or a list of messages, got {type(c).__name__}")
+        if not isinstance(c, str):
+            raise ValueError(f"completions[{i}] must be a str or a list of messages, got {type(c).__name__}")
         out.append(c)
     return out
 
@@ -150,7 +151,9 @@ class MathPool:
         cmd = [sys.executable, "-c", "from r1_ref.rewards import _math_worker; _math_worker()"]
         p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         if self._readline(p, self.startup) != "ready":
-            p.kill(); p.wait(); raise RuntimeError("a math-verify worker failed to start")
+            p.kill()
+            p.wait()
+            raise RuntimeError("a math-verify worker failed to start")
         self.procs[i] = p
 
     @staticmethod
@@ -162,16 +165,21 @@ class MathPool:
 
     def _kill(self, i:int):
         p, self.procs[i] = self.procs[i], None
-        if p is not None: p.kill(); p.wait()
+        if p is not None:
+            p.kill()
+            p.wait()
 
     def _run_chunk(self, i:int, pairs:list, timeout_s:float) -> list:
         out = []
         for gold, pred in pairs:
             if self.procs[i] is None or self.procs[i].poll() is not None: self._start(i)
             p = self.procs[i]
-            p.stdin.write(json.dumps([gold, pred]) + "\n"); p.stdin.flush()
+            p.stdin.write(json.dumps([gold, pred]) + "\n")
+            p.stdin.flush()
             line = self._readline(p, timeout_s)
-            if line is None: self._kill(i); out.append(self.TIMEOUT)
+            if line is None:
+                self._kill(i)
+                out.append(self.TIMEOUT)
             else: out.append(json.loads(line))
         return out
 
@@ -225,7 +233,8 @@ def accuracy_reward(
     if exact:
         return [None if g is None or not str(g).strip() else float(p is not None and p == str(g).strip())
                 for g, p in zip(golds, preds)]
-    res = math_pool().map([(None if g is None else str(g), p) for g, p in zip(golds, preds)], timeout_s) if texts else []
+    res = (math_pool().map([(None if g is None else str(g), p) for g, p in zip(golds, preds)], timeout_s)
+           if texts else [])
     return [None if r is None else float(r is True) for r in res]
 
 # %% ../nbs/02_rewards.ipynb #cf65a6c4
@@ -299,7 +308,8 @@ def overlong_penalty(
     **columns,                        # other dataset columns (unused)
 ) -> list[float]:                     # 0 down to -1
     "DAPO's soft overlong penalty: 0, then linearly down to -1 over the last `cache_length` tokens, -1 beyond."
-    if not 0 < cache_length <= max_length: raise ValueError(f"need 0 < cache_length ({cache_length}) <= max_length ({max_length})")
+    if not 0 < cache_length <= max_length:
+        raise ValueError(f"need 0 < cache_length ({cache_length}) <= max_length ({max_length})")
     texts = as_texts(completions)
     if completion_lengths is not None: L = column("completion_lengths", completion_lengths, len(texts))
     elif completion_ids is not None: L = [len(x) for x in column("completion_ids", completion_ids, len(texts))]

@@ -8,12 +8,12 @@ Docs: https://r1-ref.github.io/r1_ref/rollout.html.md"""
 from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
-import inspect
+import copy, importlib, inspect
 import torch
 
 # %% auto #0
-__all__ = ['R1_ZERO_TEMPLATE', 'TEMPLATES', 'format_prompt', 'Rollout', 'RolloutEngine', 'sample_next', 'HFEngine',
-           'forward_accepts']
+__all__ = ['R1_ZERO_TEMPLATE', 'TEMPLATES', 'ENGINES', 'format_prompt', 'Rollout', 'RolloutEngine', 'register_engine',
+           'make_engine', 'sample_next', 'HFEngine', 'hf_engine', 'forward_accepts']
 
 # %% ../nbs/03b_rollout.ipynb #68621dd8
 R1_ZERO_TEMPLATE = (
@@ -36,7 +36,9 @@ def format_prompt(
         msgs = ([{"role": "system", "content": system}] if system else []) + [{"role": "user", "content": prompt}]
         return tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     tpl = TEMPLATES.get(template, template)
-    if "{prompt}" not in tpl: raise ValueError(f"template={template!r} is neither a known name {list(TEMPLATES)} + ['chat'] nor contains '{{prompt}}'")
+    if "{prompt}" not in tpl:
+        raise ValueError(f"template={template!r} is neither a known name {list(TEMPLATES)} + ['chat'] "
+                         f"nor contains '{{prompt}}'")
     return tpl.replace("{prompt}", prompt)
 
 # %% ../nbs/03b_rollout.ipynb #bfacc95f
@@ -54,16 +56,33 @@ class Rollout:
 
 # %% ../nbs/03b_rollout.ipynb #33f90aef
 class RolloutEngine(Protocol):
-    "What the trainer needs from a sampler."
+    "What the trainer needs from a sampler; `register_engine` makes one available to the config's `engine` key."
+    reports_logps: bool  # whether `generate` fills `Rollout.logps` with the sampler's own log-probs (vLLM: yes)
     def generate(self, prompts:list[str], group_size:int) -> Rollout: ...
     def load_weights(self, model) -> None: ...
+    def with_sampling(self, temperature:float, top_p:float) -> RolloutEngine: ...
+
+ENGINES = {}   # name -> factory(cfg, model, tokenizer, model_path) -> RolloutEngine, or "module:function" (lazy)
+
+def register_engine(name:str, factory) -> None:
+    "Make `factory(cfg, model, tokenizer, model_path)` (or a 'module:function' string) the engine called `name`."
+    ENGINES[name] = factory
+
+def make_engine(cfg, model, tokenizer, model_path:str) -> RolloutEngine:
+    "The engine `cfg.engine` names, sampling at `cfg.temperature` and `cfg.top_p`."
+    factory = ENGINES.get(cfg.engine)
+    if factory is None: raise ValueError(f"engine {cfg.engine!r} is not registered (known: {sorted(ENGINES)})")
+    if isinstance(factory, str):
+        module, name = factory.split(":")
+        factory = getattr(importlib.import_module(module), name)
+    return factory(cfg, model, tokenizer, model_path)
 
 # %% ../nbs/03b_rollout.ipynb #bf93a276
 def sample_next(
     logits:torch.Tensor,     # (rows, vocab) next-token logits
     temperature:float=1.0,   # 0: greedy
     top_p:float=1.0,         # nucleus sampling; 1.0 keeps every token
-) -> tuple[torch.Tensor, torch.Tensor]: # the sampled token of each row, and its log-prob under the sampling distribution
+) -> tuple[torch.Tensor, torch.Tensor]: # each row's sampled token, and its log-prob under the sampling distribution
     "Draw one token per row from softmax(logits / temperature), restricted to the top-p nucleus."
     logits = logits.float()
     if temperature == 0:
@@ -96,15 +115,35 @@ class HFEngine:
         self.eos_ids, self.stop_strings = _stop_ids(tokenizer, stop, getattr(model, "generation_config", None))
         self.use_generate = use_generate
 
+    @property
+    def reports_logps(self) -> bool: return self.logprobs
+
     def load_weights(self, model): self.model = model
+
+    def with_sampling(self, temperature:float, top_p:float) -> HFEngine:
+        "The same engine on the same model, sampling at another temperature and top-p."
+        engine = copy.copy(self)
+        engine.temperature, engine.top_p = temperature, top_p
+        return engine
 
     def generate(self, prompts:list[str], group_size:int=1) -> Rollout:
         "Sample `group_size` completions for each of `prompts` (already formatted)."
         per_call = max(1, self.batch_size // group_size)
         run = self._generate if self.use_generate or _sharded(self.model) else self._decode
         parts = [run(prompts[i:i + per_call], group_size) for i in range(0, len(prompts), per_call)]
-        return Rollout(*[sum((getattr(p, f) for p in parts), []) for f in ("prompt_ids", "completion_ids", "completions", "truncated")],
-                       logps=sum((p.logps for p in parts), []) if self.logprobs else None, group_size=group_size)
+        cat = lambda f: sum((getattr(p, f) for p in parts), [])
+        return Rollout(cat("prompt_ids"), cat("completion_ids"), cat("completions"), cat("truncated"),
+                       logps=cat("logps") if self.logprobs else None, group_size=group_size)
+
+def hf_engine(cfg, model, tokenizer, model_path:str|None=None) -> HFEngine:
+    "The trainer's 🤗 engine from its config: our decode loop (`engine: hf`) or `generate` (`engine: hf_generate`)."
+    return HFEngine(model, tokenizer, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                    use_generate=cfg.engine == "hf_generate")
+
+register_engine("hf", hf_engine)
+register_engine("hf_generate", hf_engine)
+register_engine("vllm", "r1_ref.vllm_engine:vllm_engine")          # chapter 3c; imported only when asked for
+register_engine("vllm_server", "r1_ref.vllm_engine:vllm_engine")
 
 # %% ../nbs/03b_rollout.ipynb #d9dd0fbf
 def _ids(x) -> list[int]:
@@ -128,14 +167,14 @@ def _sharded(model) -> bool:
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1): return False
     from transformers.integrations import is_deepspeed_zero3_enabled
     from torch.distributed.fsdp import FullyShardedDataParallel
-    return getattr(model, "_is_fsdp_managed_module", False) or isinstance(model, FullyShardedDataParallel) or is_deepspeed_zero3_enabled()
+    return (getattr(model, "_is_fsdp_managed_module", False) or isinstance(model, FullyShardedDataParallel)
+            or is_deepspeed_zero3_enabled())
 
 def _left_pad(tok, prompts:list[str], device):
     "Tokenize `prompts` into one left-padded batch."
     side, tok.padding_side = tok.padding_side, "left"
-    enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-    tok.padding_side = side
-    return enc
+    try: return tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
+    finally: tok.padding_side = side          # the caller's tokenizer is left as it was
 
 # %% ../nbs/03b_rollout.ipynb #4609f347
 @torch.no_grad()
@@ -144,7 +183,8 @@ def _decode(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
     tok, model, G, T = self.tok, self.model, group_size, self.max_new_tokens
     enc = _left_pad(tok, prompts, model.device)
     mask, pos = enc.attention_mask, (enc.attention_mask.cumsum(1) - 1).clamp(min=0)
-    was_training = model.training; model.eval()
+    was_training = model.training
+    model.eval()
     out = model(input_ids=enc.input_ids, attention_mask=mask, position_ids=pos, use_cache=True, **_keep_last(model))
     cache = out.cache if "cache" in out else out.past_key_values     # transformers ≥ 5.24 calls it `cache`
     cache.batch_repeat_interleave(G)                                  # one prompt prefill serves its whole group
@@ -190,11 +230,13 @@ def _keep_last(model) -> dict:
 def _stop_string_hit(self:HFEngine, tokens:torch.Tensor, alive:torch.Tensor, t:int) -> torch.Tensor:
     "Which `alive` rows of `tokens` end at column `t` with one of the multi-token stop strings."
     if not self.stop_strings: return torch.zeros(len(alive), dtype=torch.bool, device=tokens.device)
-    k = max(len(s.encode()) for s in self.stop_strings)           # a token is at least one byte: the last k tokens hold it
+    # a token is at least one byte: the last k tokens hold it
+    k = max(len(s.encode()) for s in self.stop_strings)
     tails = self.tok.batch_decode(tokens[alive, max(0, t + 1 - k):t + 1].tolist())
     return torch.tensor([any(s in x for s in self.stop_strings) for x in tails], device=tokens.device)
 
-def _to_rollout(self:HFEngine, enc, tokens:torch.Tensor, lengths:list[int], truncated:list[bool], logps:torch.Tensor, G:int) -> Rollout:
+def _to_rollout(self:HFEngine, enc, tokens:torch.Tensor, lengths:list[int], truncated:list[bool], logps:torch.Tensor,
+                G:int) -> Rollout:
     "Cut each row at its length and decode it."
     completion_ids = [row[:n].tolist() for row, n in zip(tokens, lengths)]
     prompt_ids = [ids[m.bool()].tolist() for ids, m in zip(enc.input_ids.cpu(), enc.attention_mask.cpu())]
@@ -211,14 +253,20 @@ def _generate(self:HFEngine, prompts:list[str], group_size:int) -> Rollout:
     from transformers import GenerationConfig
     tok, model = self.tok, self.model
     enc = _left_pad(tok, prompts, model.device)
-    was_training = model.training; model.eval()
-    if self.temperature: inputs, sampling = enc, dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0, num_return_sequences=group_size)
-    else: inputs, sampling = {k: v.repeat_interleave(group_size, 0) for k, v in enc.items()}, dict(do_sample=False)  # greedy: one sequence per input
+    was_training = model.training
+    model.eval()
+    if self.temperature:
+        inputs, sampling = enc, dict(do_sample=True, temperature=self.temperature, top_p=self.top_p, top_k=0,
+                                     num_return_sequences=group_size)
+    else:
+        # greedy: one sequence per input
+        inputs, sampling = {k: v.repeat_interleave(group_size, 0) for k, v in enc.items()}, dict(do_sample=False)
     # a config of our own: a checkpoint's generation_config.json (Qwen2.5: repetition_penalty 1.05, top_k 20) must not
     # change what is sampled, or the rollouts would not come from the policy that GRPO's ratio assumes
     gen_cfg = GenerationConfig(**sampling, max_new_tokens=self.max_new_tokens, eos_token_id=self.eos_ids,
-                               pad_token_id=tok.pad_token_id, repetition_penalty=1.0, stop_strings=self.stop_strings or None,
-                               return_dict_in_generate=True, output_scores=self.logprobs)
+                               pad_token_id=tok.pad_token_id, repetition_penalty=1.0,
+                               stop_strings=self.stop_strings or None, return_dict_in_generate=True,
+                               output_scores=self.logprobs)
     out = model.generate(**inputs, generation_config=gen_cfg, tokenizer=tok if self.stop_strings else None)
     model.train(was_training)
     gen = out.sequences[:, enc.input_ids.shape[1]:].cpu()

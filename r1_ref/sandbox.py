@@ -65,7 +65,8 @@ def _acquire_uid() -> int:
         with _uid_lock:
             for uid in _free_uids():
                 if uid in _uids_in_use: continue
-                if uid not in _uid_fds: _uid_fds[uid] = os.open(os.path.join(_lock_dir(), str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
+                if uid not in _uid_fds:
+                    _uid_fds[uid] = os.open(os.path.join(_lock_dir(), str(uid)), os.O_RDWR | os.O_CREAT, 0o600)
                 try: fcntl.flock(_uid_fds[uid], fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError: continue
                 _uids_in_use.add(uid)
@@ -99,15 +100,19 @@ def _launcher_main():
     if pid == 0:
         os.close(ready_r)
         os.setpgid(0, 0)
-        for name, v in cfg["rlimits"].items(): resource.setrlimit(getattr(resource, name), (v, v + (name == "RLIMIT_CPU")))
+        for name, v in cfg["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (v, v + (name == "RLIMIT_CPU")))
         if uid is not None:
-            os.setgroups([]); os.setgid(uid); os.setuid(uid)
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
             sys.path[:] = list(libdirs.values())
             for m in list(sys.modules.values()):                        # packages already imported, e.g. collections
                 if isinstance(getattr(m, "__path__", None), list): m.__path__[:] = map(via_fd, m.__path__)
             sys.path_importer_cache.clear()
         call("prctl", 1, signal.SIGKILL, 0, 0, 0)                       # PR_SET_PDEATHSIG
-        os.write(ready_w, b"1"); os.close(ready_w)
+        os.write(ready_w, b"1")
+        os.close(ready_w)
         sys.argv = ["prog.py"]
         exec(compile(src, "prog.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
         sys.exit(0)
@@ -119,10 +124,14 @@ def _launcher_main():
             except OSError: pass
             return
         if os.fork() == 0:
-            try: os.setuid(uid); os.kill(-1, signal.SIGKILL)
+            try:
+                os.setuid(uid)
+                os.kill(-1, signal.SIGKILL)
             finally: os._exit(0)
     def on_alarm(*_):
-        if state["status"] is None: state["timed_out"] = True; kill_all()
+        if state["status"] is None:
+            state["timed_out"] = True
+            kill_all()
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, cfg["wall_s"])
     while True:
@@ -214,14 +223,16 @@ def _run_as(code:str, stdin:str, lim:Limits, uid:int|None) -> RunResult:
                                     stdin=i, stdout=o, stderr=e, start_new_session=True, close_fds=True)
             try: proc.wait(timeout=lim.wall_s + 5)
             except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL); proc.wait()
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
                 if uid is not None: _kill_uid(uid)
         secs = time.monotonic() - t0
         out, t1 = _read_capped(P("stdout"), lim.max_output)
         err, t2 = _read_capped(P("stderr"), lim.max_output)
         try:
             with open(P("status.json")) as f: st = json.load(f)
-        except (OSError, ValueError): st = dict(returncode=None, timed_out=True, net_isolated=False, uid=uid, set_up=True)
+        except (OSError, ValueError):
+            st = dict(returncode=None, timed_out=True, net_isolated=False, uid=uid, set_up=True)
         if not st["set_up"]: raise RuntimeError(f"the sandbox could not set up the program's process: {err[-500:]}")
         return RunResult(st["returncode"], out, err, st["timed_out"], t1 or t2, secs, st["net_isolated"], st["uid"])
     finally: shutil.rmtree(base, ignore_errors=True)

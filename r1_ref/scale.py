@@ -38,7 +38,8 @@ STRATEGIES = ("ddp", "zero1", "zero2", "fsdp", "zero3")
 def _shards(strategy:str) -> tuple[bool, bool, bool]:
     "Whether (weights, gradients, optimizer states) are split over ranks."
     if strategy not in STRATEGIES: raise ValueError(f"strategy={strategy!r} is not one of {STRATEGIES}")
-    return {"ddp": (False, False, False), "zero1": (False, False, True), "zero2": (False, True, True)}.get(strategy, (True, True, True))
+    return {"ddp": (False, False, False), "zero1": (False, False, True),
+            "zero2": (False, True, True)}.get(strategy, (True, True, True))
 
 def activation_bytes(
     config,                          # transformers config (object or dict)
@@ -60,7 +61,7 @@ def kv_cache_bytes(config, n_seqs:int, seq_len:int, dtype_bytes:int=2) -> float:
 
 # %% ../nbs/07_scale.ipynb #eb3b56f1
 def memory_estimate(
-    config=None,                     # transformers config (object or dict); None: give `n_params` (no activations, no KV cache)
+    config=None,                     # transformers config or dict; None: give `n_params` (no activations, no KV cache)
     n_params:float|None=None,        # Ψ, when there is no config
     world:int=8,                     # W: data-parallel ranks (GPUs)
     micro_batch:int=4,               # b: sequences per forward/backward on one GPU
@@ -73,12 +74,14 @@ def memory_estimate(
     "Per-GPU memory of weights, gradients, optimizer states, activations and rollout KV cache, per strategy."
     P = param_count(config) if config is not None else n_params
     opt_bytes = 8 + (4 if dtype_bytes < 4 else 0)             # m, v (+ fp32 master weights under mixed precision)
-    act = activation_bytes(config, micro_batch, seq_len, dtype_bytes, gradient_checkpointing) if config is not None else 0
+    act = (activation_bytes(config, micro_batch, seq_len, dtype_bytes, gradient_checkpointing)
+           if config is not None else 0)
     kv = kv_cache_bytes(config, rollout_batch, seq_len, dtype_bytes) if config is not None else 0
     rows = []
     for s in strategies:
         w, g, o = (1 / world if split else 1 for split in _shards(s))
-        r = dict(strategy=s, weights=P * dtype_bytes * w, grads=P * dtype_bytes * g, optimizer=P * opt_bytes * o, activations=act, kv_cache=kv)
+        r = dict(strategy=s, weights=P * dtype_bytes * w, grads=P * dtype_bytes * g, optimizer=P * opt_bytes * o,
+                 activations=act, kv_cache=kv)
         r = {k: v / 2**30 if k != "strategy" else v for k, v in r.items()}
         rows.append(r | {"total": sum(v for k, v in r.items() if k != "strategy")})
     return rows
@@ -105,8 +108,8 @@ def comm_bytes(
 ) -> float:                   # bytes sent by one rank per optimizer step
     "Bytes one rank sends per optimizer step: the ring collectives of `strategy`, plus an optional weight sync."
     shards = _shards(strategy)
-    ring = n_params * (world - 1) / world * dtype_bytes     # one reduce-scatter or all-gather
-    if shards[0]: b = (2 * micro_steps + 1) * ring           # FSDP: gather for forward and backward, reduce-scatter grads
-    elif shards[1] or shards[2]: b = 2 * ring                # ZeRO-1/2: reduce-scatter grads, all-gather weights
-    else: b = 2 * ring * micro_steps                         # DDP: an all-reduce per backward
+    ring = n_params * (world - 1) / world * dtype_bytes  # one reduce-scatter or all-gather
+    if shards[0]: b = (2 * micro_steps + 1) * ring        # FSDP: gather for forward and backward, reduce-scatter grads
+    elif shards[1] or shards[2]: b = 2 * ring             # ZeRO-1/2: reduce-scatter grads, all-gather weights
+    else: b = 2 * ring * micro_steps                      # DDP: an all-reduce per backward
     return b + (n_params * dtype_bytes if weight_sync else 0)

@@ -51,12 +51,15 @@ def toy_datasets(
     "Train and held-out `Dataset`s of addition problems with `prompt` and `answer` columns."
     if n_digits < 1: raise ValueError(f"n_digits={n_digits} must be >= 1")
     n_pairs = (9 * 10 ** (n_digits - 1)) ** 2
-    if n_train + n_eval > n_pairs: raise ValueError(f"n_train + n_eval = {n_train + n_eval} exceeds the {n_pairs} distinct {n_digits}-digit problems")
+    if n_train + n_eval > n_pairs:
+        raise ValueError(f"n_train + n_eval = {n_train + n_eval} exceeds the {n_pairs} distinct "
+                         f"{n_digits}-digit problems")
     rng, seen, rows = random.Random(seed), set(), []
     while len(rows) < n_train + n_eval:
         a, b = sample_problem(rng, n_digits)
         if (a, b) in seen: continue
-        seen.add((a, b)); rows.append({"prompt": f"{a}+{b}", "answer": str(a + b)})
+        seen.add((a, b))
+        rows.append({"prompt": f"{a}+{b}", "answer": str(a + b)})
     return Dataset.from_list(rows[:n_train]), Dataset.from_list(rows[n_train:])
 
 # %% ../nbs/03_toy_world.ipynb #4dac2d54
@@ -79,7 +82,8 @@ def build_tokenizer(path:str|Path|None=None):
     "A character-level Qwen2 tokenizer with the reasoning tags as single tokens; saved to `path` if given."
     chars = string.digits + string.ascii_letters + string.punctuation + " \n"
     vocab = {t: i for i, t in enumerate(["<pad>", "<bos>", "<eos>", *TAGS, *map(_byte_level, chars)])}
-    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>")
+    tok = Qwen2Tokenizer(vocab=vocab, merges=[], unk_token=None, bos_token="<bos>", eos_token="<eos>",
+                         pad_token="<pad>")
     tok.add_tokens(list(TAGS))
     if path is not None: tok.save_pretrained(path)
     return tok
@@ -135,12 +139,17 @@ def pretrain(
     rng, losses = random.Random(seed), []
     model.train()
     for _ in (bar := tqdm(range(steps), desc="pretrain base", disable=not progress)):
-        batch = tokenizer([toy_document(rng, n_digits, mix, lang_mix, reflect) for _ in range(batch_size)], padding=True, return_tensors="pt")
+        batch = tokenizer([toy_document(rng, n_digits, mix, lang_mix, reflect) for _ in range(batch_size)],
+                          padding=True, return_tensors="pt")
         labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
         loss = model(**batch, labels=labels).loss
-        loss.backward(); torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step(); sched.step(); opt.zero_grad()
-        losses.append(loss.item()); bar.set_postfix(loss=f"{loss.item():.3f}")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        losses.append(loss.item())
+        bar.set_postfix(loss=f"{loss.item():.3f}")
     return losses
 
 # %% ../nbs/03_toy_world.ipynb #97d1c0c2
@@ -158,17 +167,22 @@ def toy_base_model(
 ) -> Path:                    # the directory to pass to `from_pretrained`
     "Path of the pretrained toy base model, building and caching it on first use."
     path = Path(out_dir) / name
-    meta = dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3) | ({"model": model_kwargs} if model_kwargs else {}) \
-           | ({"lang_mix": lang_mix, "reflect": reflect} if lang_mix or reflect else {})
+    meta = (dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3)
+            | ({"model": model_kwargs} if model_kwargs else {})
+            | ({"lang_mix": lang_mix, "reflect": reflect} if lang_mix or reflect else {}))
     if (path / "toy.json").exists() and json.loads((path / "toy.json").read_text()) == meta: return path
     tok = build_tokenizer()
     model = build_model(tok, seed=seed, **(model_kwargs or {}))
     t0 = time.time()
-    pretrain(model, tok, steps=steps, n_digits=n_digits, mix=mix, seed=seed, progress=progress, lang_mix=lang_mix, reflect=reflect)
+    pretrain(model, tok, steps=steps, n_digits=n_digits, mix=mix, seed=seed, progress=progress,
+             lang_mix=lang_mix, reflect=reflect)
     tmp = path.with_name(name + ".tmp")
-    model.save_pretrained(tmp); tok.save_pretrained(tmp)
+    model.save_pretrained(tmp)
+    tok.save_pretrained(tmp)
     (tmp / "toy.json").write_text(json.dumps(meta))
-    if path.exists(): import shutil; shutil.rmtree(path)
+    if path.exists():
+        import shutil
+        shutil.rmtree(path)
     tmp.rename(path)
     print(f"pretrained the toy base model in {time.time() - t0:.0f} s -> {path}")
     return path

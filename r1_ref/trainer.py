@@ -6,33 +6,31 @@ Docs: https://r1-ref.github.io/r1_ref/trainer.html.md"""
 
 # %% ../nbs/04_trainer.ipynb #0ab9d6e4
 from __future__ import annotations
-import atexit, contextlib, copy, dataclasses, json, math, os, random, shutil, time
+import atexit, contextlib, copy, json, math, os, random, shutil, time
 from datetime import timedelta
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import torch
 import yaml
+from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .grpo import group_advantages, grpo_loss, LOSS_TYPES, SCALES
-from .rollout import HFEngine, format_prompt, Rollout, forward_accepts
-from .vllm_engine import tis_weights, pad_logps
+from .grpo import group_advantages, grpo_loss, tis_weights, pad_logps, LOSS_TYPES, SCALES
+from .rollout import ENGINES, make_engine, format_prompt, Rollout, forward_accepts
 from . import rewards as R
 
 # %% auto #0
-__all__ = ['ENGINES', 'DTYPES', 'PLOT_KEYS', 'GRPOConfig', 'ConfigError', 'world_size', 'check_config', 'load_config',
-           'build_reward', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps',
-           'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'gather_lists', 'sum_over_ranks',
-           'leave_process_group', 'leave_process_group_at_exit', 'GRPOTrainer', 'next_questions', 'rollout_and_score',
-           'score_rollout', 'micro_batches', 'NonFiniteLoss', 'update', 'shard_rows', 'train_step', 'gather_scored',
-           'full_state_dict', 'reference_logps', 'informative_rows', 'tis_metrics', 'rollout_metrics', 'evaluate',
-           'save_checkpoint', 'optimizer_state', 'export', 'latest_checkpoint', 'load_checkpoint', 'train',
-           'plot_metrics']
+__all__ = ['DTYPES', 'BAR_KEYS', 'PLOT_KEYS', 'ModelData', 'ToyWorld', 'Rewards', 'Optimization', 'Evaluation', 'Systems',
+           'GRPOConfig', 'ConfigError', 'world_size', 'check_sections', 'check_config', 'load_config', 'build_reward',
+           'load_split', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps', 'resolve_model',
+           'load_policy', 'lr_lambda', 'shard_fsdp2', 'own_fsdp', 'make_accelerator', 'gather_lists', 'sum_over_ranks',
+           'leave_process_group', 'leave_process_group_at_exit', 'Trainer', 'GRPOTrainer', 'Clock', 'score_rollout',
+           'micro_batches', 'NonFiniteLoss', 'shard_rows', 'informative_rows', 'tis_metrics', 'rollout_metrics',
+           'latest_checkpoint', 'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
-class GRPOConfig:
-    "Everything a GRPO run needs; every field can be set in YAML or as `key=value`."
-    # model and data
+class ModelData:
+    "Which model learns from which questions (shared by GRPO and SFT)."
     model: str = "toy"               # path or hub id of a causal LM; "toy": the cached toy base model
     dataset: str = "toy"             # "toy", a hub id, or a local .json/.jsonl/.parquet/.csv file
     dataset_config: str|None = None  # hub config name (e.g. "main" for openai/gsm8k)
@@ -43,30 +41,69 @@ class GRPOConfig:
     answer_format: str = "plain"     # "plain", or "gsm8k" (the answer is what follows '####')
     template: str = "toy"            # "toy", "r1_zero", "chat", or a string with "{prompt}"
     system_prompt: str|None = None   # system message for template "chat" (e.g. the <think>/<answer> instructions)
-    # toy world (used when model/dataset is "toy")
+
+@dataclass
+class ToyWorld:
+    "The toy world, used when the model or dataset is 'toy' (chapter 3)."
     toy_digits: int = 4              # digits per operand
     toy_train: int = 2000            # training problems
     toy_eval: int = 200              # held-out problems
     toy_pretrain_steps: int = 1000   # pretraining steps of the base model
     toy_cache: str = "runs"          # the base model is cached in toy_cache/base
-    # rewards
+
+@dataclass
+class Rewards:
+    "How completions are scored (chapter 2's registry)."
     rewards: list = field(default_factory=lambda: ["format", "accuracy"])  # `REWARDS` names or "package.module:function"
     reward_weights: list|None = None # one per reward; default 1 each (R1: accuracy + format, equal weights)
     reward_kwargs: dict|None = None  # keyword arguments per reward, e.g. {code: {timeout: 5}}
     exact_match: bool = True         # accuracy by exact string match (toy) instead of math-verify
-    # GRPO (R1: group_size 16, batch_size 512, lr 3e-6, beta 0.001, epsilon 10, ref_refresh_steps 400)
-    group_size: int = 8              # G: completions per question
-    batch_size: int = 128            # completions per step (questions per step = batch_size / group_size)
-    mini_batch_size: int|None = None # completions per optimizer step; default batch_size (one step per rollout)
-    micro_batch_size: int = 64       # completions per forward/backward (gradient accumulation)
-    micro_batch_split: str = "length" # "length": a new micro-batch where rows get much shorter; "fixed": ⌈rows / micro_batch_size⌉ (as with several processes)
-    mu: int = 1                      # passes over each rollout batch
-    steps: int = 60                  # GRPO steps
+
+@dataclass
+class Optimization:
+    "AdamW with linear warm-up and cosine decay, gradient clipping and accumulation."
     lr: float = 1e-4                 # peak learning rate
     weight_decay: float = 0.0        # AdamW weight decay
     warmup_steps: int = 5            # linear warm-up, then cosine decay to `min_lr_ratio`·lr
     min_lr_ratio: float = 0.1        # final learning rate as a fraction of `lr`
     max_grad_norm: float = 1.0       # gradient clipping
+    micro_batch_size: int = 64       # rows per forward/backward (gradient accumulation)
+
+@dataclass
+class Evaluation:
+    "Held-out pass@1 with R1's protocol (T=0.6, top-p 0.95)."
+    max_new_tokens: int = 64         # completion length limit
+    eval_temperature: float = 0.6
+    eval_top_p: float = 0.95
+    eval_samples: int = 1            # samples per held-out question (pass@1 averaged over them)
+    eval_max: int = 200              # held-out questions used
+    eval_steps: int = 20             # evaluate every N steps (0: only before and after training)
+
+@dataclass
+class Systems:
+    "Precision, processes, checkpoints and logging."
+    mixed_precision: str = "no"      # "no", "bf16" or "fp16" (accelerate)
+    gradient_checkpointing: bool = False  # trade compute for activation memory (real models)
+    fsdp: bool = False               # shard the policy with torch FSDP2 (`fully_shard`) instead of DDP (CPU/gloo too)
+    dist_timeout_s: int = 600        # collectives time out after this many seconds, so a dead rank fails the job
+    seed: int = 0
+    output_dir: str = "runs/toy-r1-zero"
+    save_steps: int = 20             # checkpoint every N steps (and at the end)
+    keep_checkpoints: int = 2        # how many checkpoints to keep
+    export_dtype: str|None = None    # after training also write output_dir/final in "bfloat16"/"float16"/"float32"
+    log_with: list|None = None       # accelerate trackers besides metrics.jsonl: "tensorboard", "wandb", "trackio", ...
+    progress: bool = True            # show a progress bar
+
+@dataclass
+class GRPOConfig(Systems, Evaluation, Optimization, Rewards, ToyWorld, ModelData):
+    "Everything a GRPO run needs: the shared sections, then GRPO and its rollout; every field settable as `key=value`."
+    # GRPO (R1: group_size 16, batch_size 512, lr 3e-6, beta 0.001, epsilon 10, ref_refresh_steps 400)
+    group_size: int = 8              # G: completions per question
+    batch_size: int = 128            # completions per step (questions per step = batch_size / group_size)
+    mini_batch_size: int|None = None # completions per optimizer step; default batch_size (one step per rollout)
+    micro_batch_split: str = "length" # "length": a new micro-batch where rows get much shorter; "fixed": ⌈rows / size⌉
+    mu: int = 1                      # passes over each rollout batch
+    steps: int = 60                  # GRPO steps
     beta: float = 0.0                # KL coefficient; 0 skips the reference model
     epsilon: float = 0.2             # clip range below (and above unless epsilon_high)
     epsilon_high: float|None = None  # clip range above (DAPO: 0.28)
@@ -74,78 +111,68 @@ class GRPOConfig:
     scale_rewards: str = "group"     # "group", "batch" or "none"
     ref_refresh_steps: int = 400     # copy the policy into the reference every N steps (0: never)
     dynamic_sampling: bool = False   # drop groups whose rewards are all equal
-    # sampling
-    max_new_tokens: int = 64         # completion length limit
+    # rollout (chapter 3b; vLLM: chapter 3c)
+    engine: str = "hf"               # a registered engine (`ENGINES`): "hf", "hf_generate", "vllm", "vllm_server"
     temperature: float = 1.0         # rollout temperature
     top_p: float = 1.0               # rollout nucleus sampling
-    eval_temperature: float = 0.6    # R1's evaluation protocol: T=0.6, top-p 0.95
-    eval_top_p: float = 0.95
-    eval_samples: int = 1            # samples per held-out question (pass@1 averaged over them)
-    eval_max: int = 200              # held-out questions used
-    eval_steps: int = 20             # evaluate every N steps (0: only before and after training)
-    # systems
-    mixed_precision: str = "no"      # "no", "bf16" or "fp16" (accelerate)
-    gradient_checkpointing: bool = False  # trade compute for activation memory (real models)
-    seed: int = 0
-    output_dir: str = "runs/toy-r1-zero"
-    save_steps: int = 20             # checkpoint every N steps (and at the end)
-    keep_checkpoints: int = 2        # how many checkpoints to keep
-    export_dtype: str|None = None    # after training also write output_dir/final in "bfloat16"/"float16"/"float32"
-    tensorboard: bool = False        # also log to TensorBoard (needs `tensorboard`)
-    progress: bool = True            # show tqdm bars
-    # scale out (chapter 7): batch_size and mini_batch_size stay global, summed over all processes
-    fsdp: bool = False               # shard the policy with torch FSDP2 (`fully_shard`) instead of DDP (works on CPU/gloo too)
-    dist_timeout_s: int = 600        # collectives time out after this many seconds, so a dead rank fails the job
-    engine: str = "hf"               # rollout engine: "hf" (our decode loop), "hf_generate" (transformers generate), "vllm" (colocated), "vllm_server"
+    tis_cap: float = 2.0             # truncated importance sampling: cap of pi_old / pi_rollout per token
     vllm_gpu_memory_utilization: float = 0.3  # share of GPU memory a colocated vLLM may take
     vllm_tensor_parallel_size: int = 1  # GPUs per colocated engine; the number of processes must be a multiple of it
     vllm_max_model_len: int|None = None  # prompt + completion tokens vLLM must fit (None: max_new_tokens + 1024)
     vllm_server_host: str = "127.0.0.1"
     vllm_server_port: int = 8000
-    tis_cap: float = 2.0             # truncated importance sampling: cap of pi_old / pi_rollout per token
+
+    def checked(self) -> GRPOConfig: return check_config(self)
 
 # %% ../nbs/04_trainer.ipynb #57b59266
 class ConfigError(ValueError): "A configuration key has a bad value or does not exist."
 
-ENGINES = ("hf", "hf_generate", "vllm", "vllm_server")
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 def world_size() -> int:
     "Processes in the job, as `torchrun` / `accelerate launch` announce it (1 without a launcher)."
     return int(os.environ.get("WORLD_SIZE", 1))
 
+def _bad(key:str, msg:str): raise ConfigError(f"config key '{key}': {msg}")
+
+def check_sections(cfg) -> None:
+    "Checks of the sections GRPO and SFT share; raises a `ConfigError` naming the key."
+    if cfg.answer_format not in ("plain", "gsm8k"): _bad("answer_format", f"{cfg.answer_format!r} is not 'plain' or 'gsm8k'")
+    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
+        _bad("reward_weights", f"{len(cfg.reward_weights)} weights for {len(cfg.rewards)} rewards")
+    build_reward(cfg)                  # every reward imports and takes its keyword arguments, before any model loads
+    if cfg.mixed_precision not in ("no", "bf16", "fp16"): _bad("mixed_precision", f"{cfg.mixed_precision!r}")
+    if cfg.fsdp and cfg.mixed_precision == "fp16": _bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
+    if cfg.export_dtype not in (None, *DTYPES): _bad("export_dtype", f"{cfg.export_dtype!r} is not one of {list(DTYPES)}")
+    for k in ("micro_batch_size", "max_new_tokens", "dist_timeout_s", "save_steps"):
+        if getattr(cfg, k) < 1: _bad(k, f"must be >= 1, got {getattr(cfg, k)}")
+
 def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
-    "Validate `cfg` for `world` processes (default: the launcher's), raising a `ConfigError` that names the offending key."
-    def bad(key, msg): raise ConfigError(f"config key '{key}': {msg}")
+    "Validate `cfg` for `world` processes (default: the launcher's), raising a `ConfigError` naming the offending key."
     W = world or world_size()
-    if cfg.group_size < 1: bad("group_size", f"must be >= 1, got {cfg.group_size}")
-    if cfg.batch_size % cfg.group_size: bad("batch_size", f"{cfg.batch_size} is not divisible by group_size={cfg.group_size}")
+    check_sections(cfg)
+    if cfg.group_size < 1: _bad("group_size", f"must be >= 1, got {cfg.group_size}")
+    if cfg.batch_size % cfg.group_size: _bad("batch_size", f"{cfg.batch_size} is not divisible by group_size={cfg.group_size}")
     mb = cfg.mini_batch_size or cfg.batch_size
-    if cfg.batch_size % mb: bad("mini_batch_size", f"{mb} does not divide batch_size={cfg.batch_size}")
+    if cfg.batch_size % mb: _bad("mini_batch_size", f"{mb} does not divide batch_size={cfg.batch_size}")
     if (cfg.batch_size // cfg.group_size) % W:
-        bad("batch_size", f"{cfg.batch_size // cfg.group_size} questions per step (batch_size / group_size) do not split over {W} processes")
-    if mb % W: bad("mini_batch_size", f"{mb} completions do not split over {W} processes")
-    if cfg.engine not in ENGINES: bad("engine", f"{cfg.engine!r} is not one of {ENGINES}")
-    if cfg.micro_batch_split not in ("length", "fixed"): bad("micro_batch_split", f"{cfg.micro_batch_split!r} is not 'length' or 'fixed'")
-    if cfg.tis_cap < 1: bad("tis_cap", f"must be >= 1, got {cfg.tis_cap}")
+        _bad("batch_size", f"{cfg.batch_size // cfg.group_size} questions per step (batch_size / group_size) "
+                           f"do not split over {W} processes")
+    if mb % W: _bad("mini_batch_size", f"{mb} completions do not split over {W} processes")
+    if cfg.engine not in ENGINES: _bad("engine", f"{cfg.engine!r} is not one of {sorted(ENGINES)}")
+    if cfg.micro_batch_split not in ("length", "fixed"):
+        _bad("micro_batch_split", f"{cfg.micro_batch_split!r} is not 'length' or 'fixed'")
+    if cfg.tis_cap < 1: _bad("tis_cap", f"must be >= 1, got {cfg.tis_cap}")
     if cfg.engine in ("vllm", "vllm_server") and cfg.top_p < 1:   # vLLM's log-probs would be the nucleus's (chapter 3c)
-        bad("top_p", f"{cfg.top_p} < 1 with engine={cfg.engine!r}: vLLM's log-probs are renormalised over the nucleus, "
-                     "which biases the importance weights; use top_p=1 (eval_top_p may stay < 1)")
+        _bad("top_p", f"{cfg.top_p} < 1 with engine={cfg.engine!r}: vLLM's log-probs are renormalised over the "
+                      "nucleus, which biases the importance weights; use top_p=1 (eval_top_p may stay < 1)")
     tp = cfg.vllm_tensor_parallel_size
     if tp < 1 or (cfg.engine == "vllm" and W % tp):        # colocated: one engine per group of tp processes
-        bad("vllm_tensor_parallel_size", f"{tp} must be >= 1 and divide the {W} processes")
-    if cfg.dist_timeout_s < 1: bad("dist_timeout_s", f"must be >= 1, got {cfg.dist_timeout_s}")
-    if cfg.fsdp and cfg.mixed_precision == "fp16": bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
-    if cfg.loss_type not in LOSS_TYPES: bad("loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
-    if cfg.scale_rewards not in SCALES: bad("scale_rewards", f"{cfg.scale_rewards!r} is not one of {SCALES}")
-    if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
-        bad("reward_weights", f"{len(cfg.reward_weights)} weights for {len(cfg.rewards)} rewards")
-    build_reward(cfg)                      # every reward imports and takes its keyword arguments, before any model loads
-    if cfg.answer_format not in ("plain", "gsm8k"): bad("answer_format", f"{cfg.answer_format!r} is not 'plain' or 'gsm8k'")
-    if cfg.mixed_precision not in ("no", "bf16", "fp16"): bad("mixed_precision", f"{cfg.mixed_precision!r}")
-    if cfg.export_dtype not in (None, *DTYPES): bad("export_dtype", f"{cfg.export_dtype!r} is not one of {list(DTYPES)}")
-    for k in ("steps", "micro_batch_size", "mu", "max_new_tokens"):
-        if getattr(cfg, k) < 1: bad(k, f"must be >= 1, got {getattr(cfg, k)}")
+        _bad("vllm_tensor_parallel_size", f"{tp} must be >= 1 and divide the {W} processes")
+    if cfg.loss_type not in LOSS_TYPES: _bad("loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
+    if cfg.scale_rewards not in SCALES: _bad("scale_rewards", f"{cfg.scale_rewards!r} is not one of {SCALES}")
+    for k in ("steps", "mu"):
+        if getattr(cfg, k) < 1: _bad(k, f"must be >= 1, got {getattr(cfg, k)}")
     return cfg
 
 # %% ../nbs/04_trainer.ipynb #24055e77
@@ -162,17 +189,18 @@ def _coerce(key:str, typ:str, v):
 
 # %% ../nbs/04_trainer.ipynb #0e60887d
 def load_config(
-    path:str|Path|None=None,  # a YAML file of GRPOConfig fields; None: the defaults (toy R1-Zero)
+    path:str|Path|None=None,  # a YAML file of the config's fields; None: the defaults (toy R1-Zero for GRPOConfig)
     overrides:list[str]=(),   # "key=value" strings, applied after the file
     cls=None,                 # the config dataclass (default GRPOConfig)
 ):
-    "A checked config from a YAML file plus `key=value` overrides."
+    "A config from a YAML file plus `key=value` overrides, checked by its `checked()` method if it has one."
     cls = cls or GRPOConfig
     data = {}
     if path is not None:
         if not Path(path).exists(): raise ConfigError(f"config file {str(path)!r} does not exist")
         data = yaml.safe_load(Path(path).read_text()) or {}
-        if not isinstance(data, dict): raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
     for o in overrides:
         if "=" not in o: raise ConfigError(f"override {o!r} is not of the form key=value")
         k, v = o.split("=", 1)
@@ -182,7 +210,8 @@ def load_config(
     for k, v in data.items():
         if k not in types: raise ConfigError(f"unknown config key '{k}' (known keys: {', '.join(sorted(types))})")
         data[k] = _coerce(k, types[k], v)
-    return check_config(cls(**data)) if cls is GRPOConfig else cls(**data)
+    cfg = cls(**data)
+    return cfg.checked() if hasattr(cfg, "checked") else cfg
 
 # %% ../nbs/04_trainer.ipynb #024100be
 def build_reward(cfg:GRPOConfig):
@@ -193,17 +222,17 @@ def build_reward(cfg:GRPOConfig):
     except R.RewardSpecError as e: raise ConfigError(f"config key 'rewards': {e}") from None
 
 # %% ../nbs/04_trainer.ipynb #0fca3390
-def _load_split(cfg:GRPOConfig, split:str):
-    "One split of `cfg.dataset` from the hub or a local file."
+def load_split(dataset:str, config:str|None, split:str):
+    "One split of `dataset` (a hub id, or a local .json/.jsonl/.parquet/.csv file) as a 🤗 `Dataset`."
     from datasets import load_dataset
-    local = Path(cfg.dataset)
+    local = Path(dataset)
     if local.suffix in (".json", ".jsonl", ".parquet", ".csv"):
-        if not local.exists(): raise FileNotFoundError(f"dataset file {cfg.dataset!r} does not exist")
+        if not local.exists(): raise FileNotFoundError(f"dataset file {dataset!r} does not exist")
         kind = {".jsonl": "json"}.get(local.suffix, local.suffix[1:])
         return load_dataset(kind, data_files={split: str(local)}, split=split)
-    return load_dataset(cfg.dataset, cfg.dataset_config, split=split)
+    return load_dataset(dataset, config, split=split)
 
-def prepare_rows(ds, cfg:GRPOConfig, name:str="train") -> list[dict]:
+def prepare_rows(ds, cfg:ModelData, name:str="train") -> list[dict]:
     "Rows with `prompt` and `answer`, checked; a missing field raises naming the row."
     rows = []
     for i, row in enumerate(ds):
@@ -216,15 +245,16 @@ def prepare_rows(ds, cfg:GRPOConfig, name:str="train") -> list[dict]:
         rows.append({**row, "prompt": str(row[cfg.prompt_column]), "answer": ans})
     return rows
 
-def load_data(cfg:GRPOConfig) -> tuple[list[dict], list[dict]]:
-    "Train and held-out rows for `cfg`."
+def load_data(cfg:GRPOConfig, train:bool=True) -> tuple[list[dict], list[dict]]:
+    "Train (unless `train=False`) and held-out rows for `cfg`."
     if cfg.dataset == "toy":
         from r1_ref.toy import toy_datasets
         tr, ev = toy_datasets(cfg.toy_train, cfg.toy_eval, cfg.toy_digits, cfg.seed)
+        ev = ev if cfg.eval_split else []
     else:
-        tr = _load_split(cfg, cfg.train_split)
-        ev = _load_split(cfg, cfg.eval_split) if cfg.eval_split else []
-    return prepare_rows(tr, cfg, "train"), prepare_rows(ev, cfg, "eval")[:cfg.eval_max]
+        tr = load_split(cfg.dataset, cfg.dataset_config, cfg.train_split) if train else []
+        ev = load_split(cfg.dataset, cfg.dataset_config, cfg.eval_split) if cfg.eval_split else []
+    return (prepare_rows(tr, cfg, "train") if train else []), prepare_rows(ev, cfg, "eval")[:cfg.eval_max]
 
 # %% ../nbs/04_trainer.ipynb #4bc2ef3b
 def make_batch(ro:Rollout, pad_id:int, device=None) -> dict:
@@ -274,7 +304,8 @@ def resolve_model(cfg:GRPOConfig) -> str:
     "The model path: `cfg.model`, or the cached toy base model when it is 'toy'."
     if cfg.model == "toy":
         from r1_ref.toy import toy_base_model
-        return str(toy_base_model(cfg.toy_cache, steps=cfg.toy_pretrain_steps, n_digits=cfg.toy_digits, progress=cfg.progress))
+        return str(toy_base_model(cfg.toy_cache, steps=cfg.toy_pretrain_steps, n_digits=cfg.toy_digits,
+                                  progress=cfg.progress))
     if not Path(cfg.model).exists() and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
         raise FileNotFoundError(f"model path {cfg.model!r} does not exist")
     return cfg.model
@@ -293,11 +324,12 @@ def load_policy(
     if gradient_checkpointing: model.gradient_checkpointing_enable()
     return tok, model
 
-def lr_lambda(cfg:GRPOConfig):
-    "Linear warm-up, then cosine decay to `min_lr_ratio`."
+def lr_lambda(cfg:Optimization, steps:int|None=None):
+    "Linear warm-up, then cosine decay to `min_lr_ratio` at step `steps` (default `cfg.steps`)."
+    steps = steps or cfg.steps
     def f(s):
         if s < cfg.warmup_steps: return (s + 1) / cfg.warmup_steps
-        t = (s - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+        t = (s - cfg.warmup_steps) / max(1, steps - cfg.warmup_steps)
         return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
     return f
 
@@ -308,13 +340,29 @@ def shard_fsdp2(
 ):
     "Shard `model` with FSDP2: one unit per decoder layer (the model's `_no_split_modules`), then the root."
     from torch.distributed.fsdp import fully_shard, MixedPrecisionPolicy
-    mp = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if mixed_precision == "bf16" else MixedPrecisionPolicy()
+    bf16 = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    mp = bf16 if mixed_precision == "bf16" else MixedPrecisionPolicy()
     units = set(model._no_split_modules or ())
     for m in model.modules():
         if type(m).__name__ in units: fully_shard(m, mp_policy=mp)
     fully_shard(model, mp_policy=mp)
     model._is_fsdp_managed_module = True  # tells `generate` to keep stepping until every process is done (synced_gpus)
     return model
+
+def own_fsdp(cfg:Systems) -> bool:
+    "Whether we shard with `shard_fsdp2`: asked for (`fsdp`), or asked of accelerate on CPU processes, where it cannot."
+    asked_of_accelerate = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"   # configs/accelerate/fsdp2.yaml
+    return world_size() > 1 and (cfg.fsdp or asked_of_accelerate and not torch.cuda.is_available())
+
+def make_accelerator(cfg:Systems):
+    "The job's `Accelerator`: gloo for several CPU processes, a collective timeout, and `cfg.log_with`'s trackers."
+    from accelerate import Accelerator, InitProcessGroupKwargs
+    acc = Accelerator(mixed_precision="no" if own_fsdp(cfg) else cfg.mixed_precision,  # our FSDP2: its own policy
+                      cpu=world_size() > 1 and not torch.cuda.is_available(),       # several CPU processes: gloo
+                      log_with=cfg.log_with or None, project_dir=cfg.output_dir,
+                      kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])
+    if acc.num_processes > 1: leave_process_group_at_exit()
+    return acc
 
 def gather_lists(acc, *lists) -> tuple:
     "Each list concatenated over processes in rank order (returned as is in one process)."
@@ -337,44 +385,37 @@ def leave_process_group():
 
 def leave_process_group_at_exit():
     "Run `leave_process_group` at exit, before Python shuts down (registered once however often it is called)."
-    atexit.unregister(leave_process_group); atexit.register(leave_process_group)
+    atexit.unregister(leave_process_group)
+    atexit.register(leave_process_group)
 
 # %% ../nbs/04_trainer.ipynb #2aca92f6
-class GRPOTrainer:
-    "GRPO on any causal LM: rollout → rewards → advantages → clipped updates, with logging and checkpoints."
-    def __init__(self, cfg:GRPOConfig):
-        from accelerate import Accelerator, InitProcessGroupKwargs
-        self.cfg = check_config(cfg)
-        self.acc = Accelerator(mixed_precision="no" if cfg.fsdp and world_size() > 1 else cfg.mixed_precision,  # FSDP2: its own policy
-                               cpu=world_size() > 1 and not torch.cuda.is_available(),  # several CPU processes: gloo
-                               kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])
-        if self.acc.num_processes > 1: leave_process_group_at_exit()
-        with self.acc.main_process_first():                  # the main process downloads / builds, the others then read its cache
-            self.train_rows, self.eval_rows = load_data(cfg)
-            self.model_path = resolve_model(cfg)
+class Trainer:
+    "What GRPO and SFT share: processes, data, the policy and its optimizer, evaluation, checkpoints, logs, the loop."
+    desc, plot_keys, uses_train_rows = "train", None, True     # progress-bar label, curves, whether to load train rows
+
+    def __init__(self, cfg):
+        self.cfg = cfg = cfg.checked()
+        self.acc = make_accelerator(cfg)
+        with self.acc.main_process_first():       # the main process downloads / builds, the others then read its cache
+            self.train_rows, self.eval_rows = load_data(cfg, train=self.uses_train_rows)
+            self.model_path = self.resolve_model()
         self.tok, model = load_policy(self.model_path, cfg.gradient_checkpointing)
-        self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device) if cfg.beta > 0 else None
-        # our own FSDP2: asked for, or asked of accelerate (configs/accelerate/fsdp2.yaml) where it cannot (CPU processes)
-        own_fsdp = cfg.fsdp or (os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true" and not self.acc.is_fsdp2)
-        self.sharded = (own_fsdp or self.acc.is_fsdp2) and self.acc.num_processes > 1
-        if own_fsdp and self.sharded: model = shard_fsdp2(model.to(self.acc.device), cfg.mixed_precision)
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        self.model, self.opt = (model, self.acc.prepare(opt)) if own_fsdp and self.sharded else self.acc.prepare(model, opt)
-        if self.acc.is_fsdp2: self.policy._is_fsdp_managed_module = True   # accelerate's FSDP2 (GPU): `generate` steps in sync
-        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg))
+        self.ref, self.total_steps = None, getattr(cfg, "steps", 0)
+        self.setup(model)                            # the subclass's own state: a reference model, SFT examples, ...
+        self.model, self.opt = self.prepare_policy(model)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda(cfg, self.total_steps))
         self.reward = build_reward(cfg)
-        if cfg.engine in ("hf", "hf_generate"):
-            hf = dict(use_generate=cfg.engine == "hf_generate")
-            self.engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.temperature, cfg.top_p, **hf)
-            self.eval_engine = HFEngine(self.policy, self.tok, cfg.max_new_tokens, cfg.eval_temperature, cfg.eval_top_p, **hf)
-        else:
-            from r1_ref.vllm_engine import make_vllm_engine
-            self.engine = make_vllm_engine(cfg, self.model_path, self.tok, cfg.temperature, cfg.top_p)
-            self.eval_engine = self.engine.with_sampling(cfg.eval_temperature, cfg.eval_top_p)
-            self.engine.load_weights(self.policy)   # before the step-0 evaluation, whose sleep discards vLLM's weights
-        self.out = Path(cfg.output_dir); self.step, self.data_pos = 0, 0
-        seed = cfg.seed + self.acc.process_index  # same weights everywhere, different samples on every process
-        torch.manual_seed(seed); random.seed(seed)  # last: a cached and a freshly built toy model give the same run
+        self.engine, self.eval_engine = self.engines()
+        self.out, self.step, self.data_pos = Path(cfg.output_dir), 0, 0
+        seed = cfg.seed + self.acc.process_index   # same weights everywhere, different samples on every process
+        torch.manual_seed(seed)                    # last: a cached and a freshly built toy model give the same run
+        random.seed(seed)
+
+    def resolve_model(self) -> str: return resolve_model(self.cfg)
+    def setup(self, model): pass
+    def engines(self): raise NotImplementedError("a Trainer subclass returns its (rollout, evaluation) engines")
+    def train_step(self) -> dict: raise NotImplementedError("a Trainer subclass defines one training step")
+    def first_metrics(self) -> dict: return {}
 
     @property
     def policy(self): return self.acc.unwrap_model(self.model)
@@ -384,7 +425,39 @@ class GRPOTrainer:
         dt = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.cfg.mixed_precision)
         return torch.autocast(self.acc.device.type, dtype=dt) if dt else contextlib.nullcontext()
 
+    def prepare_policy(self, model):
+        "AdamW over the policy, both prepared for this job: sharded with FSDP2 (ours or accelerate's), DDP, or as is."
+        own = own_fsdp(self.cfg)
+        if own: model = shard_fsdp2(model.to(self.acc.device), self.cfg.mixed_precision)
+        opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        model, opt = (model, self.acc.prepare(opt)) if own else self.acc.prepare(model, opt)
+        self.sharded = own or (self.acc.is_fsdp2 and self.acc.num_processes > 1)
+        if self.acc.is_fsdp2: self.acc.unwrap_model(model)._is_fsdp_managed_module = True   # `generate` steps in sync
+        return model, opt
+
+class GRPOTrainer(Trainer):
+    "GRPO on any causal LM: rollout → rewards → advantages → clipped updates (`train_step`, below)."
+    desc = "GRPO"
+
+    def setup(self, model):
+        "A frozen copy of the starting policy as the reference, only if β > 0."
+        if self.cfg.beta > 0: self.ref = copy.deepcopy(model).eval().requires_grad_(False).to(self.acc.device)
+
+    def engines(self):
+        "The rollout engine `cfg.engine` names (given the policy's weights now), and a copy at evaluation sampling."
+        engine = make_engine(self.cfg, self.policy, self.tok, self.model_path)
+        engine.load_weights(self.policy)      # vLLM: before the step-0 evaluation, whose sleep discards its weights
+        return engine, engine.with_sampling(self.cfg.eval_temperature, self.cfg.eval_top_p)
+
+    @property
+    def loss_options(self) -> dict:
+        "The config's arguments to `grpo_loss`."
+        c = self.cfg
+        return dict(beta=c.beta, epsilon=c.epsilon, epsilon_high=c.epsilon_high, loss_type=c.loss_type,
+                    max_completion_length=c.max_new_tokens)
+
 # %% ../nbs/04_trainer.ipynb #db8a1a02
+@patch
 def next_questions(self:GRPOTrainer, n:int) -> list[dict]:
     "The next `n` training rows in the seeded, per-epoch shuffled order."
     N, out = len(self.train_rows), []
@@ -394,17 +467,31 @@ def next_questions(self:GRPOTrainer, n:int) -> list[dict]:
     self.data_pos += n
     return out
 
-GRPOTrainer.next_questions = next_questions
+@patch
+def my_share(self:Trainer, rows:list) -> list:
+    "This process's contiguous 1/W of `rows` (whole groups: the step's questions are the same on every process)."
+    k = len(rows) // self.acc.num_processes
+    return rows[self.acc.process_index * k:(self.acc.process_index + 1) * k]
 
 # %% ../nbs/04_trainer.ipynb #27b1aba6
-def rollout_and_score(self:GRPOTrainer, rows:list[dict], engine:HFEngine, group_size:int, timing:dict|None=None):
-    "Sample `group_size` completions per row and score them: (rollout, totals, {name: values}); seconds go to `timing`."
-    t0 = time.perf_counter()
+class Clock:
+    "Seconds spent in each named phase of a step."
+    def __init__(self): self.start = self.last = time.perf_counter(); self.times = {}
+    def lap(self, name:str):
+        "Charge the time since the previous lap to `name`."
+        now = time.perf_counter()
+        self.times[name] = self.times.get(name, 0.0) + now - self.last
+        self.last = now
+    def total(self) -> dict: return {**self.times, "time_step": time.perf_counter() - self.start}
+
+@patch
+def rollout_and_score(self:Trainer, rows:list[dict], engine, group_size:int, clock:Clock|None=None):
+    "Sample `group_size` completions per row and score them: (rollout, totals, {name: values})."
     prompts = [format_prompt(r["prompt"], self.cfg.template, self.tok, self.cfg.system_prompt) for r in rows]
     ro = engine.generate(prompts, group_size)
-    t1 = time.perf_counter()
+    if clock: clock.lap("time_rollout")
     totals, parts = score_rollout(self.reward, rows, ro, prompts)
-    if timing is not None: timing |= {"time_rollout": t1 - t0, "time_reward": time.perf_counter() - t1}
+    if clock: clock.lap("time_reward")
     return ro, totals, parts
 
 def score_rollout(reward, rows:list[dict], ro:Rollout, prompts:list[str]) -> tuple[list, dict]:
@@ -414,8 +501,6 @@ def score_rollout(reward, rows:list[dict], ro:Rollout, prompts:list[str]) -> tup
     questions = [r["prompt"] for r in rows for _ in range(G)]
     prefilled = {"think_prefilled": True} if all(p.rstrip().endswith("<think>") for p in prompts) else {}
     return reward(ro.completions, prompts=questions, completion_ids=ro.completion_ids, **cols, **prefilled)
-
-GRPOTrainer.rollout_and_score = rollout_and_score
 
 # %% ../nbs/04_trainer.ipynb #5b68aff0
 def micro_batches(
@@ -433,41 +518,49 @@ def micro_batches(
 # %% ../nbs/04_trainer.ipynb #1239e06e
 class NonFiniteLoss(RuntimeError): "The loss became NaN or infinite."
 
-def update(self:GRPOTrainer, batch:dict, adv:torch.Tensor, old_logps, ref_logps, minis:list, weights=None) -> dict:
-    "μ passes of clipped GRPO updates, one optimizer step per mini-batch; returns token-weighted means of the diagnostics."
-    cfg, W = self.cfg, self.acc.num_processes
-    sums, ntok, gnorms, losses = {}, 0.0, [], []
-    for _ in range(cfg.mu):
+@patch
+def update(self:GRPOTrainer, batch:dict, advantages:torch.Tensor, old_logps, ref_logps, minis:list, weights=None) -> dict:
+    "μ passes of clipped GRPO updates, one optimizer step per mini-batch; token-weighted means of the diagnostics."
+    sums, ntok, losses, gnorms = {}, 0.0, [], []
+    for _ in range(self.cfg.mu):
         for rows in minis:
-            cmask = batch["completion_mask"][rows]
-            n_tokens, n_seqs = sum_over_ranks(self.acc, [cmask.sum(), (cmask.sum(1) > 0).sum()])  # the global mini-batch's
-            mb_loss = 0.0
-            for r in self.micro_batches(batch, rows):
-                logps, ent = token_logps(self.model, batch, cfg.temperature, r, with_entropy=True)
-                old = logps.detach() if old_logps is None else old_logps[r]
-                loss, st = grpo_loss(logps, old, adv[r], batch["completion_mask"][r], None if ref_logps is None else ref_logps[r],
-                                     beta=cfg.beta, epsilon=cfg.epsilon, epsilon_high=cfg.epsilon_high, loss_type=cfg.loss_type,
-                                     max_completion_length=cfg.max_new_tokens, num_seqs=max(n_seqs, 1), num_tokens=max(n_tokens, 1),
-                                     weights=None if weights is None else weights[r])
-                total = sum_over_ranks(self.acc, [loss.item()])[0]
-                if not math.isfinite(total): raise NonFiniteLoss(f"loss is {total} at step {self.step}")  # on every process
-                self.acc.backward(loss * W)                 # DDP/FSDP average gradients over processes; we want their sum
-                mb_loss += loss.item()                      # micro-batch losses add up to the mini-batch loss
-                k = float(batch["completion_mask"][r].sum())
-                st = {**st, "entropy": (ent * batch["completion_mask"][r]).sum() / max(k, 1)}
-                for key, v in st.items(): sums[key] = sums.get(key, 0.0) + float(v) * k
-                ntok += k
-            losses.append(mb_loss)
-            gn = self.acc.clip_grad_norm_(self.model.parameters(), cfg.max_grad_norm)
-            gnorms.append(float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn))   # FSDP2: a replicated DTensor
-            self.opt.step(); self.opt.zero_grad(set_to_none=True)
+            loss, k = self.accumulate_gradient(batch, rows, advantages, old_logps, ref_logps, weights, sums)
+            if not math.isfinite(loss): raise NonFiniteLoss(f"loss is {loss} at step {self.step}")  # before any step
+            losses.append(loss)
+            ntok += k
+            gnorms.append(self.optimizer_step())
     keys = sorted(sums)
-    tot = sum_over_ranks(self.acc, [*(sums[k] for k in keys), ntok, *losses])       # global sums
-    ntok, losses = tot[len(keys)], tot[len(keys) + 1:]
+    *tot, ntok = sum_over_ranks(self.acc, [*(sums[k] for k in keys), ntok])   # global sums
     return {**{k: v / max(ntok, 1) for k, v in zip(keys, tot)}, "loss": sum(losses) / len(losses),
             "grad_norm": sum(gnorms) / len(gnorms), "optimizer_steps": len(gnorms)}
 
-GRPOTrainer.update = update
+@patch
+def accumulate_gradient(self:GRPOTrainer, batch, rows, advantages, old_logps, ref_logps, weights, sums:dict):
+    "Back-propagate one mini-batch's loss over its micro-batches: (global loss, local tokens); diagnostics to `sums`."
+    mask, W = batch["completion_mask"], self.acc.num_processes
+    n_tokens, n_seqs = sum_over_ranks(self.acc, [mask[rows].sum(), (mask[rows].sum(1) > 0).sum()])  # global mini-batch
+    pick = lambda x, r: None if x is None else x[r]
+    total, ntok = torch.zeros((), device=self.acc.device), torch.zeros((), device=self.acc.device)
+    for r in self.micro_batches(batch, rows):
+        logps, ent = token_logps(self.model, batch, self.cfg.temperature, r, with_entropy=True)
+        old = logps.detach() if old_logps is None else old_logps[r]
+        loss, st = grpo_loss(logps, old, advantages[r], mask[r], pick(ref_logps, r), weights=pick(weights, r),
+                             num_seqs=max(n_seqs, 1), num_tokens=max(n_tokens, 1), **self.loss_options)
+        self.acc.backward(loss * W)              # DDP/FSDP average gradients over processes; we want their sum
+        total += loss.detach()                   # micro-batch losses add up to the mini-batch loss
+        k = mask[r].sum()
+        ntok += k
+        st["entropy"] = (ent * mask[r]).sum() / k.clamp(min=1)
+        for key, v in st.items(): sums[key] = sums.get(key, 0.0) + v.detach() * k
+    return sum_over_ranks(self.acc, [total])[0], float(ntok)   # one all-reduce (and host sync) per optimizer step
+
+@patch
+def optimizer_step(self:Trainer) -> float:
+    "Clip the gradient norm, step the optimizer and clear the gradients; return the norm before clipping."
+    gn = self.acc.clip_grad_norm_(self.model.parameters(), self.cfg.max_grad_norm)
+    self.opt.step()
+    self.opt.zero_grad(set_to_none=True)
+    return float(gn.full_tensor() if hasattr(gn, "full_tensor") else gn)   # FSDP2: a replicated DTensor
 
 def shard_rows(
     keep:torch.Tensor,   # the step's rows to train on (indices into the global batch), in order
@@ -483,74 +576,88 @@ def shard_rows(
         real.append(torch.arange(k) < len(mine))
     return parts, torch.cat(real)
 
-def _micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
-    "`micro_batches` of `rows`; with several processes or `micro_batch_split='fixed'`, ⌈rows / micro_batch_size⌉ of them (longest first)."
+@patch
+def micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
+    "`micro_batches` of `rows`; with several processes or `micro_batch_split='fixed'`, ⌈rows / size⌉ of them."
     lengths = batch["P"] + batch["completion_mask"][rows].sum(1).cpu()
-    if self.acc.num_processes == 1 and self.cfg.micro_batch_split == "length": chunks = micro_batches(lengths, self.cfg.micro_batch_size)
+    if self.acc.num_processes == 1 and self.cfg.micro_batch_split == "length":
+        chunks = micro_batches(lengths, self.cfg.micro_batch_size)
     else: chunks = lengths.argsort(descending=True, stable=True).split(self.cfg.micro_batch_size)
     return [rows[c] for c in chunks]
 
-GRPOTrainer.micro_batches = _micro_batches
-
 # %% ../nbs/04_trainer.ipynb #e78af504
+@patch
 def train_step(self:GRPOTrainer) -> dict:
-    "Rollout, rewards, advantages and update for one batch of questions; returns the step's metrics."
-    cfg, G, timing = self.cfg, self.cfg.group_size, {}
-    W, rank = self.acc.num_processes, self.acc.process_index
-    t0 = time.perf_counter()
-    rows = self.next_questions(cfg.batch_size // G)         # the step's questions, the same on every process
-    k = len(rows) // W; rows = rows[rank * k:(rank + 1) * k]  # this process's contiguous share: whole groups
-    ro, totals, parts = self.rollout_and_score(rows, self.engine, G, timing)
-    g_ro, g_totals, g_parts = self.gather_scored(ro, totals, parts)   # the whole step's, on every process
-    adv = group_advantages(g_totals, G, cfg.scale_rewards)
-    keep = informative_rows(g_totals, G) if cfg.dynamic_sampling else torch.arange(len(adv))   # dropped: removed
-    metrics = rollout_metrics(g_ro, g_totals, g_parts) | {"groups_kept": len(keep) / max(1, len(g_totals))}
-    t1 = time.perf_counter()
-    if len(keep):
-        parts_, real = shard_rows(keep, cfg.mini_batch_size or cfg.batch_size, W, rank)   # this process's rows
-        sel = torch.cat(parts_)
-        minis = list(torch.arange(len(sel)).split([len(p) for p in parts_]))           # ... as mini-batches
-        sub = _select(g_ro, sel)
-        batch = make_batch(sub, self.tok.pad_token_id, self.acc.device)
-        batch["completion_mask"][~real.to(self.acc.device)] = 0                        # filler rows count nowhere
-        old, ref = self.reference_logps(batch, minis, need_old=sub.logps is not None)
-        weights = None
-        if sub.logps is not None:                              # the engine reported its sampling log-probs (vLLM)
-            weights, _ = tis_weights(old, pad_logps(sub.logps, old.shape[1]).to(old.device), batch["completion_mask"], cfg.tis_cap)
-            metrics |= tis_metrics(self.acc, weights, batch["completion_mask"], cfg.tis_cap)
-        t2 = time.perf_counter()
-        metrics |= self.update(batch, adv[sel].to(self.acc.device), old, ref, minis, weights)
-    else: t2 = t1
-    self.sched.step()                                          # one schedule step per GRPO step, update or not
-    self.engine.load_weights(self.policy)
+    "One GRPO step: questions → rollout → rewards → advantages → (filter) → log-probs → update → sync."
+    cfg, G, clock = self.cfg, self.cfg.group_size, Clock()
+    questions = self.my_share(self.next_questions(cfg.batch_size // G))   # this process's whole groups
+    rollout, rewards, parts = self.gather_scored(*self.rollout_and_score(questions, self.engine, G, clock))
+    advantages = group_advantages(rewards, G, cfg.scale_rewards)          # over the whole step, on every process
+    keep = informative_rows(rewards, G) if cfg.dynamic_sampling else torch.arange(len(rewards))
+    metrics = rollout_metrics(rollout, rewards, parts) | {"groups_kept": len(keep) / max(1, len(rewards))}
+    if len(keep):                                          # else every group was dropped: no optimizer step
+        batch, minis, rows = self.batch_for_update(rollout, keep)          # this process's rows, as mini-batches
+        old, ref = self.reference_logps(batch, minis)
+        weights, tis = self.off_policy_weights(batch, old)                 # None unless the engine reports log-probs
+        clock.lap("time_logps")
+        metrics |= tis | self.update(batch, advantages[rows].to(self.acc.device), old, ref, minis, weights)
+    self.sched.step()                                      # one schedule step per GRPO step, update or not
+    self.engine.load_weights(self.policy)                  # the next rollout samples from the new policy
     self.step += 1
-    if self.ref is not None and cfg.ref_refresh_steps and self.step % cfg.ref_refresh_steps == 0:
-        self.ref.load_state_dict(self.full_state_dict(everywhere=True))
-    t3 = time.perf_counter()
-    return {"step": self.step, **metrics, "lr": self.sched.get_last_lr()[0], **timing,
-            "time_logps": t2 - t1, "time_update": t3 - t2, "time_step": t3 - t0}
+    self.refresh_reference()
+    clock.lap("time_update")
+    return {"step": self.step, **metrics, "lr": self.sched.get_last_lr()[0], **clock.total()}
 
-def gather_scored(self:GRPOTrainer, ro:Rollout, totals, parts:dict, limit:int|None=None):
+@patch
+def gather_scored(self:Trainer, ro:Rollout, totals, parts:dict, limit:int|None=None):
     "The rollouts, rewards and reward parts of all processes in rank order (the first `limit` completions)."
     names, logps = list(parts), ro.logps or [None] * len(ro)
     pids, ids, texts, cut, lps, tot, *ps = (l[:limit] for l in gather_lists(
-        self.acc, ro.prompt_ids, ro.completion_ids, ro.completions, ro.truncated, logps, totals, *(parts[k] for k in names)))
+        self.acc, ro.prompt_ids, ro.completion_ids, ro.completions, ro.truncated, logps, totals,
+        *(parts[k] for k in names)))
     return Rollout(pids, ids, texts, cut, None if ro.logps is None else lps, ro.group_size), tot, dict(zip(names, ps))
 
-def full_state_dict(self:GRPOTrainer, everywhere:bool=False) -> dict:
+@patch
+def batch_for_update(self:GRPOTrainer, rollout:Rollout, keep:torch.Tensor):
+    "This process's share of the kept rows: one padded batch, its mini-batches, and the rows' global indices."
+    shares, real = shard_rows(keep, self.cfg.mini_batch_size or self.cfg.batch_size, self.acc.num_processes,
+                              self.acc.process_index)
+    rows = torch.cat(shares)
+    minis = list(torch.arange(len(rows)).split([len(s) for s in shares]))
+    sub = _select(rollout, rows)
+    batch = make_batch(sub, self.tok.pad_token_id, self.acc.device)
+    batch["completion_mask"][~real.to(self.acc.device)] = 0                  # filler rows count nowhere
+    if self.engine.reports_logps:                 # the engine's own sampling log-probs, for importance weights
+        batch["rollout_logps"] = pad_logps(sub.logps, batch["completion_mask"].shape[1]).to(self.acc.device)
+    return batch, minis, rows
+
+@patch
+def off_policy_weights(self:GRPOTrainer, batch:dict, old_logps) -> tuple:
+    "Truncated importance weights π_old/π_rollout per token (and their metrics) if the engine reported log-probs."
+    if "rollout_logps" not in batch: return None, {}
+    mask = batch["completion_mask"]
+    weights, _ = tis_weights(old_logps, batch["rollout_logps"], mask, self.cfg.tis_cap)
+    return weights, tis_metrics(self.acc, weights, mask, self.cfg.tis_cap)
+
+@patch
+def refresh_reference(self:GRPOTrainer):
+    "Every `ref_refresh_steps` steps, copy the policy into the reference model (R1: every 400)."
+    if self.ref is not None and self.cfg.ref_refresh_steps and self.step % self.cfg.ref_refresh_steps == 0:
+        self.ref.load_state_dict(self.full_state_dict(everywhere=True))
+
+@patch
+def full_state_dict(self:Trainer, everywhere:bool=False) -> dict:
     "The policy's full weights; under FSDP a collective that gathers them (on the main process only unless `everywhere`)."
     if not self.sharded: return self.policy.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
 
-GRPOTrainer.gather_scored, GRPOTrainer.full_state_dict = gather_scored, full_state_dict
-GRPOTrainer.train_step = train_step
-
 # %% ../nbs/04_trainer.ipynb #1e6d28ae
+@patch
 @torch.no_grad()
-def reference_logps(self:GRPOTrainer, batch:dict, minis:list, need_old:bool=False):
-    "Log-probs of the batch under the sampling policy (if reused or `need_old`) and the reference (if β > 0)."
-    reused = need_old or self.cfg.mu > 1 or len(minis) > 1
+def reference_logps(self:GRPOTrainer, batch:dict, minis:list):
+    "Log-probs of the batch under the sampling policy (if the batch is reused or off-policy) and the reference (β > 0)."
+    reused = "rollout_logps" in batch or self.cfg.mu > 1 or len(minis) > 1
     chunks = [r for rows in minis for r in self.micro_batches(batch, rows)]   # exactly the update's micro-batches
     def run(m):
         out = torch.zeros(batch["completion_mask"].shape, device=batch["completion_mask"].device)
@@ -560,7 +667,7 @@ def reference_logps(self:GRPOTrainer, batch:dict, minis:list, need_old:bool=Fals
         return (run(self.model) if reused else None), (run(self.ref) if self.ref is not None else None)
 
 def informative_rows(totals, G:int) -> torch.Tensor:
-    "Indices of completions whose group has at least two different judged rewards (DAPO dynamic sampling)."
+    "Indices of completions whose group has at least two different judged rewards (DAPO's filter)."
     r = torch.tensor([math.nan if t is None else t for t in totals]).view(-1, G)
     lo = torch.where(torch.isnan(r), math.inf, r).min(1).values
     hi = torch.where(torch.isnan(r), -math.inf, r).max(1).values
@@ -570,9 +677,8 @@ def _select(ro:Rollout, idx) -> Rollout:
     "The completions of `ro` at `idx`."
     idx = [int(i) for i in idx]
     pick = lambda xs: None if xs is None else [xs[i] for i in idx]
-    return Rollout(pick(ro.prompt_ids), pick(ro.completion_ids), pick(ro.completions), pick(ro.truncated), pick(ro.logps), ro.group_size)
-
-GRPOTrainer.reference_logps = reference_logps
+    return Rollout(pick(ro.prompt_ids), pick(ro.completion_ids), pick(ro.completions), pick(ro.truncated),
+                   pick(ro.logps), ro.group_size)
 
 # %% ../nbs/04_trainer.ipynb #5e7d1972
 def tis_metrics(acc, w:torch.Tensor, mask:torch.Tensor, cap:float) -> dict:
@@ -597,8 +703,9 @@ def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
     return m
 
 # %% ../nbs/04_trainer.ipynb #ad98770c
+@patch
 @torch.no_grad()
-def evaluate(self:GRPOTrainer) -> dict:
+def evaluate(self:Trainer) -> dict:
     "Held-out pass@1 (mean over `eval_samples`), format rate, thinking rate and length."
     if not self.eval_rows: return {}
     n, W, rank, S = len(self.eval_rows), self.acc.num_processes, self.acc.process_index, self.cfg.eval_samples
@@ -606,44 +713,57 @@ def evaluate(self:GRPOTrainer) -> dict:
     rows = [self.eval_rows[(rank * k + i) % n] for i in range(k)]
     ro, totals, parts = self.gather_scored(*self.rollout_and_score(rows, self.eval_engine, S), limit=n * S)
     m = rollout_metrics(ro, totals, parts)
-    keep = ["reward", "think_frac", "completion_len", "truncated_frac"] + [k for k in m if k.startswith(("reward/", "accuracy_"))]
+    keep = ["reward", "think_frac", "completion_len", "truncated_frac"]
+    keep += [k for k in m if k.startswith(("reward/", "accuracy_"))]
     return {f"eval/{k.replace('reward/', '')}": m[k] for k in keep}
 
-GRPOTrainer.evaluate = evaluate
-
 # %% ../nbs/04_trainer.ipynb #802cfb8e
-def save_checkpoint(self:GRPOTrainer) -> Path:
+@patch
+def save_checkpoint(self:Trainer) -> Path:
     "Write a complete checkpoint of the current step atomically; keep the newest `keep_checkpoints`."
-    final = self.out / f"checkpoint-{self.step:06d}"; tmp = final.with_name(final.name + ".tmp")
+    final = self.out / f"checkpoint-{self.step:06d}"
+    tmp = final.with_name(final.name + ".tmp")
     weights, optim = self.full_state_dict(), self.optimizer_state()          # collectives under FSDP
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None
     rng, = gather_lists(self.acc, [(torch.get_rng_state(), random.getstate(), cuda)])   # one entry per process
     if self.acc.is_main_process:
         if tmp.exists(): shutil.rmtree(tmp)
-        self.policy.save_pretrained(tmp, state_dict=weights if self.sharded else None); self.tok.save_pretrained(tmp)
-        state = {"step": self.step, "data_pos": self.data_pos, "optimizer": optim, "scheduler": self.sched.state_dict(), "rng": rng}
+        self.policy.save_pretrained(tmp, state_dict=weights if self.sharded else None)
+        self.tok.save_pretrained(tmp)
+        state = {"step": self.step, "data_pos": self.data_pos, "optimizer": optim,
+                 "scheduler": self.sched.state_dict(), "rng": rng}
         if self.ref is not None: state["ref"] = self.ref.state_dict()
         torch.save(state, tmp / "trainer_state.pt")
-        (tmp / "config.yaml").write_text(yaml.safe_dump(asdict(self.cfg)))
+        (tmp / "config.yaml").write_text(yaml.safe_dump(_plain(self.cfg)))
         if final.exists(): shutil.rmtree(final)
         tmp.rename(final)
         for old in sorted(self.out.glob("checkpoint-??????"))[:-self.cfg.keep_checkpoints]: shutil.rmtree(old)
     self.acc.wait_for_everyone()
     return final
 
-def optimizer_state(self:GRPOTrainer) -> dict:
+def _plain(cfg) -> dict:
+    "The config as YAML-safe values (a tracker object in `log_with` is written as its name)."
+    d = asdict(cfg)
+    if d.get("log_with"): d["log_with"] = [t if isinstance(t, str) else getattr(t, "name", str(t)) for t in d["log_with"]]
+    return d
+
+@patch
+def optimizer_state(self:Trainer) -> dict:
     "The optimizer's state; under FSDP gathered from the shards onto the main process (a collective)."
     if not self.sharded: return self.opt.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
-    return get_optimizer_state_dict(self.model, self.opt.optimizer, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+    opts = StateDictOptions(full_state_dict=True, cpu_offload=True)
+    return get_optimizer_state_dict(self.model, self.opt.optimizer, options=opts)
 
-def export(self:GRPOTrainer, path:Path, dtype:str="bfloat16") -> Path:
+@patch
+def export(self:Trainer, path:Path, dtype:str="bfloat16") -> Path:
     "Write the policy (weights cast to `dtype`, e.g. bf16 as hub checkpoints are) and tokenizer to `path`."
     cast = {}                                  # tied weights (one tensor, two names) stay one tensor
     weights = {k: cast.setdefault(v.data_ptr(), v.to(DTYPES[dtype])) if v.is_floating_point() else v
                for k, v in self.full_state_dict().items()}
     if self.acc.is_main_process:
-        self.policy.save_pretrained(path, state_dict=weights); self.tok.save_pretrained(path)
+        self.policy.save_pretrained(path, state_dict=weights)
+        self.tok.save_pretrained(path)
         cfg = json.loads((Path(path) / "config.json").read_text())
         (Path(path) / "config.json").write_text(json.dumps({**cfg, "dtype": dtype}, indent=2))
     self.acc.wait_for_everyone()
@@ -654,10 +774,9 @@ def latest_checkpoint(out_dir) -> Path|None:
     cks = sorted(p for p in Path(out_dir).glob("checkpoint-??????") if (p / "trainer_state.pt").exists())
     return cks[-1] if cks else None
 
-GRPOTrainer.save_checkpoint, GRPOTrainer.optimizer_state, GRPOTrainer.export = save_checkpoint, optimizer_state, export
-
 # %% ../nbs/04_trainer.ipynb #ddbdf5d0
-def load_checkpoint(self:GRPOTrainer, path:Path):
+@patch
+def load_checkpoint(self:Trainer, path:Path):
     "Restore weights, optimizer, scheduler, data position and RNG states from `path`."
     from safetensors.torch import load_file
     weights = {}
@@ -673,74 +792,91 @@ def load_checkpoint(self:GRPOTrainer, path:Path):
         self.opt.load_state_dict(st["optimizer"])
     self.sched.load_state_dict(st["scheduler"])
     self.step, self.data_pos = st["step"], st["data_pos"]
-    rank, rngs = self.acc.process_index, st.get("rng") or [(st["rng_torch"], st["rng_python"], st.get("rng_cuda"))]
-    if len(rngs) == self.acc.num_processes:                 # same number of processes: each continues its own stream
-        rng_torch, rng_python, rng_cuda = rngs[rank]
-        torch.set_rng_state(rng_torch); random.setstate(rng_python)
-        if rng_cuda is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(rng_cuda)
-    else: torch.manual_seed(self.cfg.seed + 1000 * self.step + rank); random.seed(self.cfg.seed + 1000 * self.step + rank)
+    self._restore_rng(st)
     if self.ref is not None and "ref" in st: self.ref.load_state_dict(st["ref"])
     self.engine.load_weights(self.policy)
 
-def _load_sharded(self:GRPOTrainer, weights:dict, optim:dict):
+@patch
+def _restore_rng(self:Trainer, st:dict):
+    "Each process continues its own random stream; with another number of processes, a fresh seed per step and rank."
+    rank, rngs = self.acc.process_index, st.get("rng") or [(st["rng_torch"], st["rng_python"], st.get("rng_cuda"))]
+    if len(rngs) == self.acc.num_processes:
+        rng_torch, rng_python, rng_cuda = rngs[rank]
+        torch.set_rng_state(rng_torch)
+        random.setstate(rng_python)
+        if rng_cuda is not None and torch.cuda.is_available(): torch.cuda.set_rng_state_all(rng_cuda)
+    else:
+        torch.manual_seed(self.cfg.seed + 1000 * self.step + rank)
+        random.seed(self.cfg.seed + 1000 * self.step + rank)
+
+@patch
+def _load_sharded(self:Trainer, weights:dict, optim:dict):
     "Load full weights and optimizer state into the FSDP shards."
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict, set_optimizer_state_dict
     opts = StateDictOptions(full_state_dict=True, strict=False)   # strict=False: a tied lm_head is not stored
     set_model_state_dict(self.model, weights, options=opts)
     set_optimizer_state_dict(self.model, self.opt.optimizer, optim, options=opts)
 
-GRPOTrainer._load_sharded = _load_sharded
-GRPOTrainer.load_checkpoint = load_checkpoint
-
 # %% ../nbs/04_trainer.ipynb #353fb015
-def train(self:GRPOTrainer, resume:bool=False) -> list[dict]:
-    "Run (or resume) training to `cfg.steps`; return the logged metrics of this call."
-    cfg, log, main = self.cfg, [], self.acc.is_main_process   # only the main process writes files
-    self.out.mkdir(parents=True, exist_ok=True)
-    metrics_path = self.out / "metrics.jsonl"
-    ck = latest_checkpoint(self.out) if resume else None
-    if ck is not None:
-        self.load_checkpoint(ck)
-        if main: _truncate_metrics(metrics_path, self.step)
-    elif main and metrics_path.exists(): metrics_path.unlink()
-    if main: (self.out / "config.yaml").write_text(yaml.safe_dump(asdict(cfg)))
-    tb = _tensorboard(self.out) if cfg.tensorboard and main else None
-    if self.step == 0: log.append(self._log({"step": 0, **self.evaluate()}, metrics_path, tb))
-    bar = tqdm(total=cfg.steps, initial=self.step, desc="GRPO", disable=not (cfg.progress and main))
-    while self.step < cfg.steps:
+@patch
+def train(self:Trainer, resume:bool=False) -> list[dict]:
+    "Run (or resume) training to `total_steps`; return the metrics logged by this call."
+    cfg, log, last = self.cfg, [], self.total_steps
+    self.start_logging(resume)
+    if self.step == 0:
+        first = {"step": 0, **self.first_metrics(), **self.evaluate()}
+        if len(first) > 1: log.append(self.log(first))          # nothing to log without evaluation
+    bar = tqdm(total=last, initial=self.step, desc=self.desc, disable=not (cfg.progress and self.acc.is_main_process))
+    while self.step < last:
         m = self.train_step()
-        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == cfg.steps: m |= self.evaluate()
-        log.append(self._log(m, metrics_path, tb)); bar.update(1)
-        bar.set_postfix({k: f"{m[k]:.3g}" for k in ("reward", "reward/accuracy", "think_frac", "completion_len", "kl") if k in m})
-        if self.step % cfg.save_steps == 0 or self.step == cfg.steps: self.save_checkpoint()
+        if (cfg.eval_steps and self.step % cfg.eval_steps == 0) or self.step == last: m |= self.evaluate()
+        log.append(self.log(m))
+        bar.update(1)
+        bar.set_postfix({k: f"{m[k]:.3g}" for k in BAR_KEYS if m.get(k) is not None})
+        if self.step % cfg.save_steps == 0 or self.step == last: self.save_checkpoint()
     bar.close()
-    if main: plot_metrics(metrics_path, self.out / "curves.png")
+    self.finish_logging()
     if cfg.export_dtype: self.export(self.out / "final", cfg.export_dtype)
     self.acc.wait_for_everyone()
     return log
 
-def _log(self:GRPOTrainer, m:dict, path:Path, tb=None) -> dict:
-    "Append one JSON line (and TensorBoard scalars) from the main process."
-    if not self.acc.is_main_process: return m
-    with open(path, "a") as f: f.write(json.dumps(m) + "\n")
-    if tb is not None:
-        for k, v in m.items():
-            if k != "step" and isinstance(v, (int, float)): tb.add_scalar(k, v, m["step"])
+BAR_KEYS = ("reward", "reward/accuracy", "think_frac", "completion_len", "kl", "loss")
+
+@patch
+def start_logging(self:Trainer, resume:bool):
+    "Resume from the newest checkpoint if asked; start (or cut back) metrics.jsonl, write config.yaml, open trackers."
+    self.metrics_path = self.out / "metrics.jsonl"
+    ck = latest_checkpoint(self.out) if resume else None
+    if ck is not None: self.load_checkpoint(ck)
+    if self.acc.is_main_process:                             # only the main process writes files
+        self.out.mkdir(parents=True, exist_ok=True)
+        if ck is not None: _truncate_metrics(self.metrics_path, self.step)
+        elif self.metrics_path.exists(): self.metrics_path.unlink()
+        (self.out / "config.yaml").write_text(yaml.safe_dump(_plain(self.cfg)))
+    if self.cfg.log_with:                                    # accelerate's trackers: TensorBoard, W&B, trackio, ...
+        hparams = {k: v for k, v in _plain(self.cfg).items() if isinstance(v, (int, float, str, bool))}
+        self.acc.init_trackers(self.out.name, config=hparams)
+
+@patch
+def log(self:Trainer, m:dict) -> dict:
+    "Append one JSON line to metrics.jsonl (and send the numbers to the trackers) from the main process."
+    if self.acc.is_main_process:
+        with open(self.metrics_path, "a") as f: f.write(json.dumps(m) + "\n")
+    if self.cfg.log_with:
+        self.acc.log({k: v for k, v in m.items() if k != "step" and isinstance(v, (int, float))}, step=m["step"])
     return m
+
+@patch
+def finish_logging(self:Trainer):
+    "Draw the curves (curves.png) and close the trackers."
+    if self.acc.is_main_process: plot_metrics(self.metrics_path, self.out / "curves.png", self.plot_keys or PLOT_KEYS)
+    if self.cfg.log_with: self.acc.end_training()
 
 def _truncate_metrics(path:Path, step:int):
     "Drop the lines logged after `step` (written before a crash, to be written again)."
     if not path.exists(): return
     keep = [l for l in path.read_text().splitlines() if l.strip() and json.loads(l)["step"] <= step]
     path.write_text("".join(l + "\n" for l in keep))
-
-def _tensorboard(out:Path):
-    "A TensorBoard writer, or a clear error if tensorboard is not installed."
-    try: from torch.utils.tensorboard import SummaryWriter
-    except ImportError as e: raise ImportError("tensorboard=True needs `pip install tensorboard`") from e
-    return SummaryWriter(str(out / "tb"))
-
-GRPOTrainer.train, GRPOTrainer._log = train, _log
 
 # %% ../nbs/04_trainer.ipynb #270716f2
 PLOT_KEYS = ("reward/accuracy", "reward/format", "think_frac", "completion_len", "eval/accuracy", "kl", "entropy")
@@ -750,15 +886,18 @@ def plot_metrics(
     out:str|Path|None=None,      # PNG to write; None: just return the figure
     keys=PLOT_KEYS,              # metrics to draw (missing ones are skipped)
 ):
-    "Draw one small panel per metric against the step (a `Figure` of its own: the caller's pyplot state is left alone)."
+    "Draw one small panel per metric against the step (a `Figure` of its own: the caller's pyplot is left alone)."
     from matplotlib.figure import Figure
-    rows = [json.loads(l) for l in Path(metrics).read_text().splitlines() if l.strip()] if not isinstance(metrics, list) else metrics
-    keys = [k for k in keys if any(k in r for r in rows)]
-    fig = Figure(figsize=(2.6 * len(keys), 2.4))
-    axs = fig.subplots(1, len(keys), squeeze=False)
+    rows = metrics if isinstance(metrics, list) else [json.loads(l) for l in Path(metrics).read_text().splitlines()
+                                                      if l.strip()]
+    keys = [k for k in keys if any(r.get(k) is not None for r in rows)]
+    fig = Figure(figsize=(2.6 * max(1, len(keys)), 2.4))
+    axs = fig.subplots(1, max(1, len(keys)), squeeze=False)
     for ax, k in zip(axs[0], keys):
-        pts = [(r["step"], r[k]) for r in rows if k in r]
-        ax.plot(*zip(*pts), marker="o" if len(pts) < 4 else None, ms=3); ax.set_title(k, fontsize=9); ax.set_xlabel("step", fontsize=8)
+        pts = [(r["step"], r[k]) for r in rows if r.get(k) is not None]
+        ax.plot(*zip(*pts), marker="o" if len(pts) < 4 else None, ms=3)
+        ax.set_title(k, fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
     fig.tight_layout()
     if out is not None: fig.savefig(out, dpi=100)
     return fig

@@ -12,11 +12,12 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 import torch
 from .rollout import Rollout, _stop_ids
+from .grpo import tis_weights, pad_logps
 
 # %% auto #0
 __all__ = ['sampling_kwargs', 'completions_json', 'rollout_from_json', 'rollout_from_outputs', 'check_weight_names',
            'vllm_named_params', 'param_metadata', 'VLLMEngine', 'WeightSyncExtension', 'server_routes', 'make_server',
-           'serve_parser', 'serve', 'VLLMServerEngine', 'make_vllm_engine', 'tis_weights', 'pad_logps', 'main']
+           'serve_parser', 'serve', 'VLLMServerEngine', 'make_vllm_engine', 'vllm_engine', 'main']
 
 # %% ../nbs/03c_vllm.ipynb #8ddeda9e
 def _import_vllm():
@@ -59,7 +60,8 @@ def sampling_kwargs(
 def _token_logps(o) -> list[float]:
     "Log-prob of each sampled token of one `CompletionOutput` (NaN where vLLM gave none)."
     if o.logprobs is None: return [float("nan")] * len(o.token_ids)
-    return [float(lp[t].logprob) if lp is not None and t in lp else float("nan") for t, lp in zip(o.token_ids, o.logprobs)]
+    return [float(lp[t].logprob) if lp is not None and t in lp else float("nan")
+            for t, lp in zip(o.token_ids, o.logprobs)]
 
 def completions_json(outputs) -> dict:
     "Token ids, sampled-token log-probs and truncation flags of vLLM `RequestOutput`s, flattened prompt-major."
@@ -120,10 +122,14 @@ def param_metadata(named) -> list[tuple[str, str, list[int]]]:
 # %% ../nbs/03c_vllm.ipynb #3adb419c
 def _launcher_env(tensor_parallel_size:int) -> int:
     "Set the environment vLLM's external launcher reads (a world of one process if unset); return this rank."
-    os.environ.setdefault("RANK", "0"); os.environ.setdefault("LOCAL_RANK", "0"); os.environ.setdefault("WORLD_SIZE", "1")
+    os.environ.setdefault("RANK", "0")
+    os.environ.setdefault("LOCAL_RANK", "0")
+    os.environ.setdefault("WORLD_SIZE", "1")
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
     if "MASTER_PORT" not in os.environ:
-        with socket.socket() as s: s.bind(("127.0.0.1", 0)); os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
     if int(os.environ["WORLD_SIZE"]) % tensor_parallel_size:
         raise ValueError(f"colocated vLLM with tensor_parallel_size={tensor_parallel_size} needs a multiple of that "
                          "many training processes (one engine per TP group), found "
@@ -148,6 +154,7 @@ def _tp_group(tensor_parallel_size:int):
 # %% ../nbs/03c_vllm.ipynb #6c32cb97
 class VLLMEngine:
     "Rollouts with vLLM in the training process: asleep during the update, weights pushed after it."
+    reports_logps = True   # `generate` returns vLLM's own sampling log-probs (for truncated importance sampling)
     def __init__(self,
         model_path:str,                     # checkpoint vLLM loads at start (the policy's initial weights)
         tokenizer,                          # the trainer's tokenizer (prompts are sent as its token ids)
@@ -171,13 +178,15 @@ class VLLMEngine:
         llm = vllm.LLM(model=str(model_path), tensor_parallel_size=tensor_parallel_size,
                        seed=seed + rank // tensor_parallel_size, max_model_len=max_model_len,
                        gpu_memory_utilization=gpu_memory_utilization, enable_sleep_mode=enable_sleep_mode,
-                       distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs", **llm_kwargs)
+                       distributed_executor_backend="external_launcher", logprobs_mode="processed_logprobs",
+                       **llm_kwargs)
         self.sampling_cls = vllm.SamplingParams
         self.state = _engine_state(llm, enable_sleep_mode, sleep_level, tp_group)
 
     def with_sampling(self, temperature:float, top_p:float) -> VLLMEngine:
         "The same vLLM instance with other sampling settings (e.g. for evaluation)."
-        e = copy.copy(self); e.temperature, e.top_p = temperature, top_p
+        e = copy.copy(self)
+        e.temperature, e.top_p = temperature, top_p
         return e
 
 # %% ../nbs/03c_vllm.ipynb #dbf7505b
@@ -190,7 +199,9 @@ def _load_weights_colocated(self:VLLMEngine, model):
     "Copy the trainer's `model` into vLLM's model (wakes vLLM's weight memory first)."
     st = self.state
     if st.weights_asleep:
-        torch.cuda.empty_cache(); st.llm.wake_up(tags=["weights"]); st.weights_asleep = False
+        torch.cuda.empty_cache()
+        st.llm.wake_up(tags=["weights"])
+        st.weights_asleep = False
     target = _vllm_model(st.llm)
     device = next(target.parameters()).device      # vLLM's GPU (the CPU for the stand-in)
     target.load_weights(weights=((n, t.to(device)) for n, t in vllm_named_params(model)))
@@ -204,10 +215,15 @@ def _wake(self:VLLMEngine):
     "Make vLLM ready to generate."
     st = self.state
     if st.weights_stale:
-        if st.model is None: raise RuntimeError("vLLM's weights were discarded by sleep(level=2); call load_weights(model)")
+        if st.model is None:
+            raise RuntimeError("vLLM's weights were discarded by sleep(level=2); call load_weights(model)")
         self.load_weights(st.model)
-    elif st.weights_asleep: st.llm.wake_up(tags=["weights"]); st.weights_asleep = False
-    if st.kv_asleep: st.llm.wake_up(tags=["kv_cache"]); st.kv_asleep = False
+    elif st.weights_asleep:
+        st.llm.wake_up(tags=["weights"])
+        st.weights_asleep = False
+    if st.kv_asleep:
+        st.llm.wake_up(tags=["kv_cache"])
+        st.kv_asleep = False
 
 def _sleep(self:VLLMEngine):
     "Give vLLM's GPU memory back for the update."
@@ -270,15 +286,21 @@ def server_routes(
     "Map `'METHOD /path'` to a function of the JSON body returning a JSON-able dict."
     def generate(b):
         params = sampling_cls(**b["sampling"])
-        return completions_json(llm.generate([{"prompt_token_ids": p} for p in b["prompt_ids"]], params, use_tqdm=False))
+        return completions_json(llm.generate([{"prompt_token_ids": p} for p in b["prompt_ids"]], params,
+                                             use_tqdm=False))
     def init(b):
-        llm.collective_rpc("r1_init_communicator", args=(b["host"], b["port"], b["world_size"])); return {"ok": True}
+        llm.collective_rpc("r1_init_communicator", args=(b["host"], b["port"], b["world_size"]))
+        return {"ok": True}
     def update(b):
         llm.collective_rpc("r1_update_weights", args=([tuple(p) for p in b["params"]],))
-        llm.reset_prefix_cache(); return {"ok": True}
-    def close(b): llm.collective_rpc("r1_close_communicator"); return {"ok": True}
+        llm.reset_prefix_cache()
+        return {"ok": True}
+    def close(b):
+        llm.collective_rpc("r1_close_communicator")
+        return {"ok": True}
     return {"GET /health": lambda b: {"ok": True}, "GET /world_size": lambda b: {"world_size": world_size},
-            "POST /generate": generate, "POST /init_communicator": init, "POST /update_weights": update, "POST /close": close}
+            "POST /generate": generate, "POST /init_communicator": init, "POST /update_weights": update,
+            "POST /close": close}
 
 # %% ../nbs/03c_vllm.ipynb #dd2b3bc9
 def _handler(routes:dict):
@@ -292,8 +314,11 @@ def _handler(routes:dict):
             except Exception as e: self._send(500, {"error": f"{type(e).__name__}: {e}"})
         def _send(self, code:int, obj:dict):
             data = json.dumps(obj).encode()
-            self.send_response(code); self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data))); self.end_headers(); self.wfile.write(data)
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
         do_GET = do_POST = _answer
         def log_message(self, *args): pass
     return Handler
@@ -309,10 +334,12 @@ def serve_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("serve", help="serve a model for VLLMServerEngine")
     s.add_argument("--model", required=True, help="checkpoint path or hub id")
-    s.add_argument("--host", default="0.0.0.0"); s.add_argument("--port", type=int, default=8000)
+    s.add_argument("--host", default="0.0.0.0")
+    s.add_argument("--port", type=int, default=8000)
     s.add_argument("--tensor-parallel-size", type=int, default=1)
     s.add_argument("--gpu-memory-utilization", type=float, default=0.9)
-    s.add_argument("--seed", type=int, default=0); s.add_argument("--dtype", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--dtype", default="auto")
     s.add_argument("--max-model-len", type=int, default=None)
     s.add_argument("--enforce-eager", action="store_true")
     return p
@@ -352,6 +379,7 @@ def _wait_for_server(url:str, timeout:float=240.0, every:float=2.0):
 # %% ../nbs/03c_vllm.ipynb #d03d15df
 class VLLMServerEngine:
     "Rollouts from a vLLM server (`python -m r1_ref.vllm_engine serve`); weights pushed over NCCL."
+    reports_logps = True
     def __init__(self,
         tokenizer,                   # the trainer's tokenizer (prompts are sent as its token ids)
         host:str="127.0.0.1",        # the server's address
@@ -371,7 +399,8 @@ class VLLMServerEngine:
 
     def with_sampling(self, temperature:float, top_p:float) -> VLLMServerEngine:
         "The same server and NCCL group with other sampling settings."
-        e = copy.copy(self); e.temperature, e.top_p = temperature, top_p
+        e = copy.copy(self)
+        e.temperature, e.top_p = temperature, top_p
         return e
 
     def generate(self, prompts:list[str], group_size:int=1) -> Rollout:
@@ -386,7 +415,8 @@ def _local_ip(server_host:str) -> str:
     "This machine's address on the route to `server_host`."
     host = "127.0.0.1" if server_host in ("0.0.0.0", "localhost", "") else server_host
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.connect((host, 9)); return s.getsockname()[0]
+        s.connect((host, 9))
+        return s.getsockname()[0]
 
 # %% ../nbs/03c_vllm.ipynb #a7bd8002
 def _init_communicator(self:VLLMServerEngine):
@@ -398,7 +428,8 @@ def _init_communicator(self:VLLMServerEngine):
     world = _request(self.url + "/world_size")["world_size"] + 1
     host = _local_ip(st.host)
     with ThreadPoolExecutor(1) as ex:
-        done = ex.submit(_request, self.url + "/init_communicator", dict(host=host, port=st.group_port, world_size=world))
+        done = ex.submit(_request, self.url + "/init_communicator",
+                         dict(host=host, port=st.group_port, world_size=world))
         pg = StatelessProcessGroup.create(host=host, port=st.group_port, rank=0, world_size=world)
         st.comm = PyNcclCommunicator(pg, device=_device())
         done.result()
@@ -454,30 +485,9 @@ def make_vllm_engine(
         return VLLMServerEngine(tokenizer, g("vllm_server_host", "127.0.0.1"), g("vllm_server_port", 8000), **common)
     raise ValueError(f"engine={name!r} is not a vLLM engine; expected 'vllm' or 'vllm_server'")
 
-# %% ../nbs/03c_vllm.ipynb #20ff2d14
-def tis_weights(
-    old_logps:torch.Tensor,     # (B, T) log π_θold of the sampled tokens (the trainer's forward pass)
-    rollout_logps:torch.Tensor, # (B, T) log π_vllm of the same tokens (`Rollout.logps`, padded); NaN: unknown
-    mask:torch.Tensor,          # (B, T) 1 on completion tokens
-    cap:float=2.0,              # C: the largest weight
-) -> tuple[torch.Tensor, dict]:
-    "Per-token truncated importance weights min(π_old/π_vllm, cap), 0 on padding, and summary statistics."
-    m = mask.bool()
-    diff = torch.nan_to_num((old_logps - rollout_logps).detach().float(), nan=0.0).masked_fill(~m, 0.0)
-    ratio = diff.exp()
-    w = ratio.clamp(max=cap).masked_fill(~m, 0.0)
-    r, d = ratio[m], diff[m].abs()
-    if r.numel() == 0: r, d = torch.ones(1), torch.zeros(1)
-    stats = {"tis/ratio_mean": r.mean(), "tis/ratio_min": r.min(), "tis/ratio_max": r.max(),
-             "tis/clip_frac": (r > cap).float().mean(), "tis/logp_diff_mean": d.mean(), "tis/logp_diff_max": d.max()}
-    return w, {k: float(v) for k, v in stats.items()}
-
-# %% ../nbs/03c_vllm.ipynb #633facb9
-def pad_logps(logps:list[list[float]], width:int, fill:float=0.0) -> torch.Tensor:
-    "Right-pad ragged per-token log-probs into a (B, width) tensor."
-    out = torch.full((len(logps), width), fill)
-    for i, row in enumerate(logps): out[i, :min(len(row), width)] = torch.tensor(row[:width], dtype=out.dtype)
-    return out
+def vllm_engine(cfg, model, tokenizer, model_path:str):
+    "The factory `ENGINES` registers for 'vllm' and 'vllm_server' (chapter 3b): a vLLM engine at rollout sampling."
+    return make_vllm_engine(cfg, model_path, tokenizer, cfg.temperature, cfg.top_p)
 
 # %% ../nbs/03c_vllm.ipynb #e0273dbb
 def main(argv:list[str]|None=None):

@@ -18,6 +18,7 @@ from r1_ref.rollout import Rollout
 
 class FixedEngine:
     "Completions that are a function of (prompt, sample index): partition-invariant rollouts."
+    reports_logps = False
     def __init__(self, tok): self.tok = tok
     def load_weights(self, model): pass
     def generate(self, prompts, G):
@@ -78,17 +79,11 @@ def torchrun(nproc=2, *args):
 
 @pytest.fixture(scope="module")
 def toy_cache(tmp_path_factory):
-    "A copy of the repository's cached toy base model (runs/base) if it is current, else one built with 2 pretraining steps."
-    import inspect, shutil
-    from r1_ref.toy import toy_base_model, DEFAULT_MIX
-    base, d = Path(__file__).parents[1] / "runs" / "base", tmp_path_factory.mktemp("toy")
-    meta = json.loads((base / "toy.json").read_text()) if (base / "toy.json").exists() else {}
-    current = (meta.get("n_digits"), meta.get("seed"), meta.get("mix")) == (4, 0, list(DEFAULT_MIX)) \
-        and f"version={meta.get('version')})" in inspect.getsource(toy_base_model)    # the trainer will not rebuild it
-    if current:
-        shutil.copytree(base, d / "base")
-        TINY[0] = f"toy_pretrain_steps={meta['steps']}"
-    else: toy_base_model(d, steps=2, progress=False)
+    """A toy base model with 2 pretraining steps, built here: never the repository's runs/base, whose trained weights
+    give 1000x larger gradients at lr 1e-3 and would make the 1-vs-2-process comparison depend on what a user ran."""
+    from r1_ref.toy import toy_base_model
+    d = tmp_path_factory.mktemp("toy")
+    toy_base_model(d, steps=2, progress=False)
     return d
 
 

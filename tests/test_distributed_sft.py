@@ -8,7 +8,7 @@ import sys, torch
 from r1_ref.distill import SFTTrainer, load_sft_config
 out, steps, overrides = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
 tr = SFTTrainer(load_sft_config(overrides=overrides))
-log = [tr.sft_step() for _ in range(steps)]
+log = [tr.train_step() for _ in range(steps)]
 if tr.acc.is_main_process:
     torch.save({k: v.detach().cpu().clone() for k, v in tr.policy.state_dict().items()}, out + ".pt")
     open(out + ".json", "w").write(str([[m["loss"], m["grad_norm"]] for m in log]))   # Adam hides a gradient scale; the norm does not

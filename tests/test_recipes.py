@@ -278,6 +278,7 @@ def test_think_prefilled_by_the_chat_template_counts_for_format(hub, tmp_path):
     tr = GRPOTrainer(cfg)
 
     class Fixed:
+        reports_logps = False
         def __init__(s, tok): s.tok, s.prompts = tok, []
         def load_weights(s, model): pass
         def generate(s, prompts, G):

@@ -56,7 +56,7 @@ def test_real_model_recipe_code_path_on_toy_model(toy_cache, tmp_path):
                 "mixed_precision=no", f"output_dir={tmp_path}/run", "progress=false")
     assert res.returncode == 0, res.stderr[-2000:]
     rows = metrics(tmp_path / "run" / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [0, 1, 2] and "kl" in rows[-1]
+    assert [r["step"] for r in rows] == [1, 2] and "kl" in rows[-1]     # eval_split=null: no empty step-0 line
     assert (tmp_path / "run" / "checkpoint-000002" / "model.safetensors").exists()
     assert (tmp_path / "run" / "curves.png").exists()
 
@@ -175,7 +175,7 @@ def test_lr_schedule_steps_when_no_group_is_informative(toy_cache, tmp_path):
             "reward_weights=[0.0,0.0]", "eval_split=null", "save_steps=4"]
     res = r1ref("train", *args, f"output_dir={tmp_path}/run")
     assert res.returncode == 0, res.stderr[-2000:]
-    rows = metrics(tmp_path / "run" / "metrics.jsonl")[1:]
+    rows = metrics(tmp_path / "run" / "metrics.jsonl")      # eval_split=null: no step-0 line (nothing to log)
     f = lr_lambda(load_config(overrides=args))
     assert [r["groups_kept"] for r in rows] == [0.0] * 4 and not any("loss" in r for r in rows)
     assert [r["lr"] for r in rows] == pytest.approx([1e-3 * f(s) for s in range(1, 5)])
@@ -215,3 +215,56 @@ def test_user_reward_module_from_config(toy_cache, tmp_path):
     row = metrics(tmp_path / "run" / "metrics.jsonl")[-1]
     assert row["reward/brevity"] < 0 and row["reward/seen"] == 1.0 and "reward/format" in row
     assert row["reward"] == pytest.approx(row["reward/format"] + 0.5 * row["reward/brevity"])
+
+
+def test_methods_live_on_the_classes_and_out_of_the_namespace():
+    "Methods are @patch-ed onto their class: `from r1_ref.trainer import *` brings no `evaluate` or `train` along."
+    import r1_ref.trainer as T, r1_ref.distill as D
+    ns = {}
+    exec("from r1_ref.trainer import *", ns)
+    assert not {"evaluate", "train", "update", "train_step", "save_checkpoint"} & set(ns)
+    assert D.SFTTrainer.train is T.GRPOTrainer.train is T.Trainer.train       # one loop for GRPO and SFT
+    assert D.SFTTrainer.train_step is not T.GRPOTrainer.train_step
+
+
+def test_log_with_sends_every_step_to_an_accelerate_tracker(toy_cache, tmp_path):
+    "log_with: accelerate's trackers get the config once and every step's numbers, besides metrics.jsonl."
+    from accelerate.tracking import GeneralTracker
+    import r1_ref.trainer as T
+
+    class Recorder(GeneralTracker):
+        name, requires_logging_directory = "recorder", False
+        def __init__(self): super().__init__(); self.config, self.rows = None, []
+        @property
+        def tracker(self): return self
+        def store_init_configuration(self, values): self.config = values
+        def log(self, values, step=None, **kw): self.rows.append((step, values))
+
+    rec = Recorder()
+    cfg = T.load_config(overrides=[*TINY, f"toy_cache={toy_cache}", "steps=2", f"output_dir={tmp_path}"])
+    cfg.log_with = [rec]
+    T.GRPOTrainer(cfg).train()
+    assert rec.config["lr"] == cfg.lr and rec.config["group_size"] == 4
+    assert [s for s, _ in rec.rows] == [0, 1, 2]
+    assert "reward" in rec.rows[1][1] and all(isinstance(v, (int, float)) for _, m in rec.rows for v in m.values())
+    assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+def test_a_registered_engine_is_used_by_name(toy_cache, tmp_path):
+    "One register_engine call makes a new rollout engine available to the config's `engine` key."
+    import r1_ref.trainer as T
+    from r1_ref.rollout import ENGINES, HFEngine, register_engine
+    made = []
+    class Counting(HFEngine):
+        def generate(self, prompts, group_size=1):
+            made.append(len(prompts) * group_size)
+            return super().generate(prompts, group_size)
+    register_engine("counting", lambda cfg, model, tok, path: Counting(model, tok, cfg.max_new_tokens, cfg.temperature))
+    try:
+        cfg = T.load_config(overrides=[*TINY, f"toy_cache={toy_cache}", "steps=1", "engine=counting", "eval_split=null",
+                                       f"output_dir={tmp_path}"])
+        T.GRPOTrainer(cfg).train()
+    finally: ENGINES.pop("counting")
+    assert made == [16]                                   # one step of 16 completions, no evaluation
+    with pytest.raises(T.ConfigError, match="engine"):
+        T.load_config(overrides=["engine=counting"])
