@@ -10,7 +10,7 @@ import argparse, json, sys
 from pathlib import Path
 
 # %% auto #0
-__all__ = ['demo', 'print_summary', 'train_cmd', 'sft_cmd', 'pipeline_cmd', 'build_parser', 'main']
+__all__ = ['demo', 'print_summary', 'train_cmd', 'sft_cmd', 'pipeline_cmd', 'build_parser', 'quiet_libraries', 'main']
 
 # %% ../nbs/10_cli.ipynb #777c34b2
 def demo(out:str="runs/demo", steps:int=60, seed:int=0):
@@ -120,9 +120,17 @@ def _split_config_args(args:list[str]) -> tuple[str|None, list[str]]:
     if args and "=" not in args[0]: return args[0], args[1:]
     return None, list(args)
 
+def quiet_libraries():
+    "One progress bar per job: the command owns its process, so it turns off transformers' and datasets' own bars."
+    import datasets
+    from transformers.utils import logging as hf_logging
+    hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
+
 def main(argv:list[str]|None=None):
     "Entry point of the `r1-ref` command; bad input exits with one clear message."
     args = build_parser().parse_args(argv)
+    quiet_libraries()
     try:
         if args.command == "demo": demo(args.out, args.steps, args.seed)
         elif args.command == "train": train_cmd(*_split_config_args(args.args), resume=args.resume)
@@ -134,7 +142,9 @@ def main(argv:list[str]|None=None):
             eval_main(args)
     except (ValueError, FileNotFoundError, RuntimeError, ImportError) as e:
         if argv is not None: raise
-        sys.exit(f"r1-ref {args.command}: error: {e}")
+        from r1_ref.trainer import ConfigError
+        print(f"r1-ref {args.command}: error: {e}", file=sys.stderr)
+        sys.exit(2 if isinstance(e, ConfigError) else 1)    # 2: a usage error (a bad key or value), as argparse
 
 # %% ../nbs/10_cli.ipynb #be8e8c70
 if __name__ == "__main__" and sys.argv[0].endswith("cli.py"): main()

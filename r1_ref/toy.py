@@ -12,9 +12,10 @@ import torch
 from datasets import Dataset
 from transformers import AutoModelForCausalLM, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2Tokenizer
 from tqdm.auto import tqdm
+from .rewards import TAGS
 
 # %% auto #0
-__all__ = ['TOY_TEMPLATE', 'TAGS', 'DEFAULT_MIX', 'LANG_B', 'scratchpad', 'sample_problem', 'toy_datasets', 'toy_completion',
+__all__ = ['TOY_TEMPLATE', 'DEFAULT_MIX', 'LANG_B', 'scratchpad', 'sample_problem', 'toy_datasets', 'toy_completion',
            'build_tokenizer', 'build_model', 'toy_document', 'pretrain', 'toy_base_model', 'toy_language_reward']
 
 # %% ../nbs/03_toy_world.ipynb #f4919850
@@ -64,7 +65,6 @@ def toy_datasets(
 
 # %% ../nbs/03_toy_world.ipynb #4dac2d54
 TOY_TEMPLATE = "User: {prompt}. Assistant:"
-TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 def toy_completion(a:int, b:int, style:str, **messy) -> str:
     "A completion of `a+b` in one `style`: 'plain' (bare number), 'answer' (tagged), 'think' (scratchpad + tagged)."

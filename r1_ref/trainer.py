@@ -14,14 +14,15 @@ import torch
 import yaml
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .grpo import group_advantages, grpo_loss, tis_weights, pad_logps, LOSS_TYPES, SCALES
+from .grpo import group_advantages, grpo_loss, tis_weights, pad_logps, LOSS_TYPES, OBJECTIVES, SCALES
 from .rollout import ENGINES, make_engine, format_prompt, Rollout, forward_accepts
 from . import rewards as R
 
 # %% auto #0
-__all__ = ['DTYPES', 'BAR_KEYS', 'PLOT_KEYS', 'ModelData', 'ToyWorld', 'Rewards', 'Optimization', 'Evaluation', 'Systems',
-           'GRPOConfig', 'ConfigError', 'world_size', 'check_sections', 'check_config', 'load_config', 'build_reward',
-           'load_split', 'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps', 'resolve_model',
+__all__ = ['DTYPES', 'DATA_FILES', 'BAR_KEYS', 'PLOT_KEYS', 'ModelData', 'ToyWorld', 'Rewards', 'Optimization', 'Evaluation',
+           'Systems', 'GRPOConfig', 'ConfigError', 'world_size', 'check_sections', 'check_config', 'load_config',
+           'build_reward', 'data_file_kind', 'load_split', 'check_json_file', 'gsm8k_answer', 'prepare_rows',
+           'load_data', 'make_batch', 'completion_logits', 'token_logps', 'resolve_checkpoint', 'resolve_model',
            'load_policy', 'lr_lambda', 'shard_fsdp2', 'own_fsdp', 'make_accelerator', 'gather_lists', 'sum_over_ranks',
            'leave_process_group', 'leave_process_group_at_exit', 'Trainer', 'GRPOTrainer', 'Clock', 'score_rollout',
            'micro_batches', 'NonFiniteLoss', 'shard_rows', 'informative_rows', 'tis_metrics', 'rollout_metrics',
@@ -54,7 +55,7 @@ class ToyWorld:
 @dataclass
 class Rewards:
     "How completions are scored (chapter 2's registry)."
-    rewards: list = field(default_factory=lambda: ["format", "accuracy"])  # `REWARDS` names or "package.module:function"
+    rewards: list = field(default_factory=lambda: ["format", "accuracy"])  # `REWARDS` names or "pkg.module:function"
     reward_weights: list|None = None # one per reward; default 1 each (R1: accuracy + format, equal weights)
     reward_kwargs: dict|None = None  # keyword arguments per reward, e.g. {code: {timeout: 5}}
     exact_match: bool = True         # accuracy by exact string match (toy) instead of math-verify
@@ -101,13 +102,15 @@ class GRPOConfig(Systems, Evaluation, Optimization, Rewards, ToyWorld, ModelData
     group_size: int = 8              # G: completions per question
     batch_size: int = 128            # completions per step (questions per step = batch_size / group_size)
     mini_batch_size: int|None = None # completions per optimizer step; default batch_size (one step per rollout)
-    micro_batch_split: str = "length" # "length": a new micro-batch where rows get much shorter; "fixed": ⌈rows / size⌉
+    micro_batch_split: str|None = None # "length": cut where rows get much shorter; "fixed": ⌈rows / size⌉; None: "length"
+                                       # in one process, "fixed" with several (they must run the same number)
     mu: int = 1                      # passes over each rollout batch
     steps: int = 60                  # GRPO steps
     beta: float = 0.0                # KL coefficient; 0 skips the reference model
     epsilon: float = 0.2             # clip range below (and above unless epsilon_high)
     epsilon_high: float|None = None  # clip range above (DAPO: 0.28)
-    loss_type: str = "dapo"          # "grpo", "bnpo", "dapo" or "dr_grpo"
+    loss_type: str = "dapo"          # aggregation: "grpo", "bnpo", "dapo" or "dr_grpo"
+    objective: str = "clip"          # per-token objective (`OBJECTIVES`, chapter 1): "clip", "gspo", "cispo"
     scale_rewards: str = "group"     # "group", "batch" or "none"
     ref_refresh_steps: int = 400     # copy the policy into the reference every N steps (0: never)
     dynamic_sampling: bool = False   # drop groups whose rewards are all equal
@@ -137,13 +140,15 @@ def _bad(key:str, msg:str): raise ConfigError(f"config key '{key}': {msg}")
 
 def check_sections(cfg) -> None:
     "Checks of the sections GRPO and SFT share; raises a `ConfigError` naming the key."
-    if cfg.answer_format not in ("plain", "gsm8k"): _bad("answer_format", f"{cfg.answer_format!r} is not 'plain' or 'gsm8k'")
+    if cfg.answer_format not in ("plain", "gsm8k"):
+        _bad("answer_format", f"{cfg.answer_format!r} is not 'plain' or 'gsm8k'")
     if cfg.reward_weights is not None and len(cfg.reward_weights) != len(cfg.rewards):
         _bad("reward_weights", f"{len(cfg.reward_weights)} weights for {len(cfg.rewards)} rewards")
     build_reward(cfg)                  # every reward imports and takes its keyword arguments, before any model loads
     if cfg.mixed_precision not in ("no", "bf16", "fp16"): _bad("mixed_precision", f"{cfg.mixed_precision!r}")
     if cfg.fsdp and cfg.mixed_precision == "fp16": _bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
-    if cfg.export_dtype not in (None, *DTYPES): _bad("export_dtype", f"{cfg.export_dtype!r} is not one of {list(DTYPES)}")
+    if cfg.export_dtype not in (None, *DTYPES):
+        _bad("export_dtype", f"{cfg.export_dtype!r} is not one of {list(DTYPES)}")
     for k in ("micro_batch_size", "max_new_tokens", "dist_timeout_s", "save_steps"):
         if getattr(cfg, k) < 1: _bad(k, f"must be >= 1, got {getattr(cfg, k)}")
 
@@ -152,7 +157,8 @@ def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
     W = world or world_size()
     check_sections(cfg)
     if cfg.group_size < 1: _bad("group_size", f"must be >= 1, got {cfg.group_size}")
-    if cfg.batch_size % cfg.group_size: _bad("batch_size", f"{cfg.batch_size} is not divisible by group_size={cfg.group_size}")
+    if cfg.batch_size % cfg.group_size:
+        _bad("batch_size", f"{cfg.batch_size} is not divisible by group_size={cfg.group_size}")
     mb = cfg.mini_batch_size or cfg.batch_size
     if cfg.batch_size % mb: _bad("mini_batch_size", f"{mb} does not divide batch_size={cfg.batch_size}")
     if (cfg.batch_size // cfg.group_size) % W:
@@ -160,8 +166,10 @@ def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
                            f"do not split over {W} processes")
     if mb % W: _bad("mini_batch_size", f"{mb} completions do not split over {W} processes")
     if cfg.engine not in ENGINES: _bad("engine", f"{cfg.engine!r} is not one of {sorted(ENGINES)}")
-    if cfg.micro_batch_split not in ("length", "fixed"):
+    if cfg.micro_batch_split not in (None, "length", "fixed"):
         _bad("micro_batch_split", f"{cfg.micro_batch_split!r} is not 'length' or 'fixed'")
+    if cfg.micro_batch_split == "length" and W > 1:   # processes must run equally many forward/backward passes
+        _bad("micro_batch_split", f"'length' splits differ between processes; with {W} processes use 'fixed' (or null)")
     if cfg.tis_cap < 1: _bad("tis_cap", f"must be >= 1, got {cfg.tis_cap}")
     if cfg.engine in ("vllm", "vllm_server") and cfg.top_p < 1:   # vLLM's log-probs would be the nucleus's (chapter 3c)
         _bad("top_p", f"{cfg.top_p} < 1 with engine={cfg.engine!r}: vLLM's log-probs are renormalised over the "
@@ -170,6 +178,7 @@ def check_config(cfg:GRPOConfig, world:int|None=None) -> GRPOConfig:
     if tp < 1 or (cfg.engine == "vllm" and W % tp):        # colocated: one engine per group of tp processes
         _bad("vllm_tensor_parallel_size", f"{tp} must be >= 1 and divide the {W} processes")
     if cfg.loss_type not in LOSS_TYPES: _bad("loss_type", f"{cfg.loss_type!r} is not one of {LOSS_TYPES}")
+    if cfg.objective not in OBJECTIVES: _bad("objective", f"{cfg.objective!r} is not one of {sorted(OBJECTIVES)}")
     if cfg.scale_rewards not in SCALES: _bad("scale_rewards", f"{cfg.scale_rewards!r} is not one of {SCALES}")
     for k in ("steps", "mu"):
         if getattr(cfg, k) < 1: _bad(k, f"must be >= 1, got {getattr(cfg, k)}")
@@ -198,7 +207,11 @@ def load_config(
     data = {}
     if path is not None:
         if not Path(path).exists(): raise ConfigError(f"config file {str(path)!r} does not exist")
-        data = yaml.safe_load(Path(path).read_text()) or {}
+        try: data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as e:
+            at = getattr(e, "problem_mark", None)
+            where = f" at line {at.line + 1}, column {at.column + 1}" if at else ""
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML{where}: {getattr(e, 'problem', e)}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys to values")
     for o in overrides:
@@ -222,15 +235,43 @@ def build_reward(cfg:GRPOConfig):
     except R.RewardSpecError as e: raise ConfigError(f"config key 'rewards': {e}") from None
 
 # %% ../nbs/04_trainer.ipynb #0fca3390
+DATA_FILES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}   # suffix -> 🤗 builder
+
+def data_file_kind(path:str) -> str|None:
+    "The 🤗 `datasets` builder that reads a local data file ('json', 'parquet', 'csv'; `.gz` allowed), else None."
+    suffixes = [s for s in Path(path).suffixes if s != ".gz"]
+    return DATA_FILES.get(suffixes[-1] if suffixes else "")
+
 def load_split(dataset:str, config:str|None, split:str):
     "One split of `dataset` (a hub id, or a local .json/.jsonl/.parquet/.csv file) as a 🤗 `Dataset`."
     from datasets import load_dataset
-    local = Path(dataset)
-    if local.suffix in (".json", ".jsonl", ".parquet", ".csv"):
-        if not local.exists(): raise FileNotFoundError(f"dataset file {dataset!r} does not exist")
-        kind = {".jsonl": "json"}.get(local.suffix, local.suffix[1:])
-        return load_dataset(kind, data_files={split: str(local)}, split=split)
-    return load_dataset(dataset, config, split=split)
+    kind = data_file_kind(dataset)
+    if kind is None:
+        try: return load_dataset(dataset, config, split=split)
+        except Exception as e:   # offline, a typo, a private repo: say so, and how to use a local file instead
+            raise FileNotFoundError(f"dataset {dataset!r} cannot be loaded from the hub ({type(e).__name__}: "
+                                    f"{str(e).splitlines()[0][:200] if str(e) else ''}); pass a local "
+                                    ".jsonl/.json/.parquet/.csv file instead") from None
+    if not Path(dataset).exists(): raise FileNotFoundError(f"data file {dataset!r} does not exist")
+    if kind == "json": check_json_file(dataset)
+    return load_dataset(kind, data_files={split: str(dataset)}, split=split)
+
+def check_json_file(path:str):
+    "Raise a `ValueError` naming the line of the first row of a JSON-lines (or JSON) file that does not parse."
+    import gzip
+    text = (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)).read()
+    try: data = json.loads(text)                 # a whole JSON document (a list of rows) or a single row
+    except json.JSONDecodeError: data = None
+    if isinstance(data, (list, dict)): return
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip(): continue
+        try: row = json.loads(line)
+        except json.JSONDecodeError as e: raise ValueError(f"data file {path!r} line {i} is not valid JSON: {e.msg}") from None
+        if not isinstance(row, dict): raise ValueError(f"data file {path!r} line {i} is not a JSON object: {line[:60]!r}")
+
+def gsm8k_answer(text:str) -> str|None:
+    "The final answer of a GSM8K solution: what follows '####', without thousands separators (None if absent)."
+    return text.split("####")[-1].strip().replace(",", "") if "####" in text else None
 
 def prepare_rows(ds, cfg:ModelData, name:str="train") -> list[dict]:
     "Rows with `prompt` and `answer`, checked; a missing field raises naming the row."
@@ -240,8 +281,8 @@ def prepare_rows(ds, cfg:ModelData, name:str="train") -> list[dict]:
             if row.get(col) in (None, ""): raise ValueError(f"{name} row {i} has no '{col}' (columns: {sorted(row)})")
         ans = str(row[cfg.answer_column])
         if cfg.answer_format == "gsm8k":
-            if "####" not in ans: raise ValueError(f"{name} row {i}: answer has no '####' (answer_format='gsm8k')")
-            ans = ans.split("####")[-1].strip().replace(",", "")
+            ans = gsm8k_answer(ans)
+            if ans is None: raise ValueError(f"{name} row {i}: answer has no '####' (answer_format='gsm8k')")
         rows.append({**row, "prompt": str(row[cfg.prompt_column]), "answer": ans})
     return rows
 
@@ -277,10 +318,12 @@ def completion_logits(
     vocab:int|None=None,               # keep the first `vocab` logits (the tokenizer's length; chapter 6)
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: # logits (rows, C, V), completion tokens (rows, C), their mask
     "Logits predicting each completion token, trimmed to these rows' longest completion C, with the tokens and mask."
-    P = batch["P"]; C = max(1, int(batch["completion_mask"][rows].sum(1).max()))  # these rows' longest completion: skip the rest
+    P = batch["P"]
+    C = max(1, int(batch["completion_mask"][rows].sum(1).max()))   # these rows' longest completion: skip the rest
     ids, attn, pos = (batch[k][rows][:, :P + C] for k in ("input_ids", "attention_mask", "position_ids"))
     keep = {"logits_to_keep": C} if forward_accepts(model, "logits_to_keep") else {}   # no logits for the prompt
-    logits = model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=False, **keep).logits
+    logits = model(input_ids=ids[:, :-1], attention_mask=attn[:, :-1], position_ids=pos[:, :-1], use_cache=False,
+                   **keep).logits
     return logits[:, -C:, :vocab], ids[:, P:], batch["completion_mask"][rows][:, :C]
 
 def token_logps(
@@ -292,23 +335,36 @@ def token_logps(
     "Per-token log-probs (and entropies) of the completion tokens, shape (rows, completion_len)."
     logits, targets, _ = completion_logits(model, batch, rows)
     logits, width = logits.float() / temperature, batch["completion_mask"].shape[1]
-    lse = logits.logsumexp(-1)                                  # log-softmax of the sampled token only: no (B, C, V) copy
-    pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]))  # back to the batch width (padding is masked anyway)
+    lse = logits.logsumexp(-1)                      # log-softmax of the sampled token only: no (B, C, V) copy
+    # back to the batch width (the padding is masked anyway)
+    pad = lambda x: torch.nn.functional.pad(x, (0, width - x.shape[1]))
     logps = pad(logits.gather(2, targets[..., None])[..., 0] - lse)
     if not with_entropy: return logps
     with torch.no_grad(): ent = pad(lse - (logits.softmax(-1) * logits).sum(-1))
     return logps, ent
 
 # %% ../nbs/04_trainer.ipynb #af9aed6f
-def resolve_model(cfg:GRPOConfig) -> str:
-    "The model path: `cfg.model`, or the cached toy base model when it is 'toy'."
-    if cfg.model == "toy":
+def resolve_checkpoint(model:str, toy_cache:str="runs") -> str:
+    "A loadable model: 'toy' → the cached toy base; a run directory → its newest checkpoint; a path or hub id as is."
+    if model == "toy":
         from r1_ref.toy import toy_base_model
-        return str(toy_base_model(cfg.toy_cache, steps=cfg.toy_pretrain_steps, n_digits=cfg.toy_digits,
-                                  progress=cfg.progress))
-    if not Path(cfg.model).exists() and (cfg.model.startswith((".", "/", "~")) or cfg.model.count("/") > 1):
-        raise FileNotFoundError(f"model path {cfg.model!r} does not exist")
-    return cfg.model
+        p = Path(toy_cache) / "base"
+        return str(p) if (p / "config.json").exists() else str(toy_base_model(toy_cache))
+    p = Path(model)
+    if p.is_dir() and not (p / "config.json").exists():
+        cks = sorted(c for c in p.glob("checkpoint-*") if (c / "config.json").exists())
+        if not cks: raise FileNotFoundError(f"model directory {model!r} has no config.json and no checkpoint-* inside")
+        return str(cks[-1])
+    if not p.exists() and (model.startswith((".", "/", "~")) or model.count("/") > 1):
+        raise FileNotFoundError(f"model path {model!r} does not exist")
+    return model
+
+def resolve_model(cfg:GRPOConfig) -> str:
+    "The policy to start from: the toy base built to `cfg`'s toy settings (cached), or `resolve_checkpoint(cfg.model)`."
+    if cfg.model != "toy": return resolve_checkpoint(cfg.model, cfg.toy_cache)
+    from r1_ref.toy import toy_base_model
+    return str(toy_base_model(cfg.toy_cache, steps=cfg.toy_pretrain_steps, n_digits=cfg.toy_digits,
+                              progress=cfg.progress))
 
 def load_policy(
     path:str,                         # a local directory or hub id
@@ -318,7 +374,9 @@ def load_policy(
     "Tokenizer and causal LM from a path or hub id, its weights in `dtype` whatever dtype the checkpoint stores."
     from transformers import AutoModelForCausalLM, AutoTokenizer
     try: tok = AutoTokenizer.from_pretrained(path)
-    except OSError as e: raise FileNotFoundError(f"cannot load a tokenizer from model {path!r}: {e}") from e
+    except OSError as e:                # not a model directory, and not reachable on the hub (offline, typo, private)
+        raise FileNotFoundError(f"cannot load model {path!r}: not a local model directory and not loadable from the "
+                                f"hub ({str(e).splitlines()[0][:200]}); pass a local path (model=path/to/model)") from None
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)   # a bf16 checkpoint is upcast: masters in fp32
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     if gradient_checkpointing: model.gradient_checkpointing_enable()
@@ -454,7 +512,7 @@ class GRPOTrainer(Trainer):
         "The config's arguments to `grpo_loss`."
         c = self.cfg
         return dict(beta=c.beta, epsilon=c.epsilon, epsilon_high=c.epsilon_high, loss_type=c.loss_type,
-                    max_completion_length=c.max_new_tokens)
+                    objective=c.objective, max_completion_length=c.max_new_tokens)
 
 # %% ../nbs/04_trainer.ipynb #db8a1a02
 @patch
@@ -510,7 +568,9 @@ def micro_batches(
     "Row indices grouped into micro-batches of similar length, longest first."
     order, out, cur = lengths.argsort(descending=True, stable=True).tolist(), [], []
     for i in order:
-        if cur and (len(cur) == size or 5 * lengths[i] <= 4 * lengths[cur[0]]): out.append(cur); cur = []   # else ≥ 20% padding
+        if cur and (len(cur) == size or 5 * lengths[i] <= 4 * lengths[cur[0]]):   # full, or else ≥ 20% padding
+            out.append(cur)
+            cur = []
         cur.append(i)
     if cur: out.append(cur)
     return [torch.tensor(c, dtype=torch.long) for c in out]
@@ -519,7 +579,7 @@ def micro_batches(
 class NonFiniteLoss(RuntimeError): "The loss became NaN or infinite."
 
 @patch
-def update(self:GRPOTrainer, batch:dict, advantages:torch.Tensor, old_logps, ref_logps, minis:list, weights=None) -> dict:
+def update(self:GRPOTrainer, batch:dict, advantages:torch.Tensor, old_logps, ref_logps, minis:list, weights=None):
     "μ passes of clipped GRPO updates, one optimizer step per mini-batch; token-weighted means of the diagnostics."
     sums, ntok, losses, gnorms = {}, 0.0, [], []
     for _ in range(self.cfg.mu):
@@ -580,7 +640,8 @@ def shard_rows(
 def micro_batches(self:GRPOTrainer, batch:dict, rows:torch.Tensor) -> list[torch.Tensor]:
     "`micro_batches` of `rows`; with several processes or `micro_batch_split='fixed'`, ⌈rows / size⌉ of them."
     lengths = batch["P"] + batch["completion_mask"][rows].sum(1).cpu()
-    if self.acc.num_processes == 1 and self.cfg.micro_batch_split == "length":
+    split = self.cfg.micro_batch_split or ("length" if self.acc.num_processes == 1 else "fixed")
+    if split == "length":
         chunks = micro_batches(lengths, self.cfg.micro_batch_size)
     else: chunks = lengths.argsort(descending=True, stable=True).split(self.cfg.micro_batch_size)
     return [rows[c] for c in chunks]
@@ -647,7 +708,7 @@ def refresh_reference(self:GRPOTrainer):
 
 @patch
 def full_state_dict(self:Trainer, everywhere:bool=False) -> dict:
-    "The policy's full weights; under FSDP a collective that gathers them (on the main process only unless `everywhere`)."
+    "The policy's full weights; under FSDP a collective gathering them (on the main process unless `everywhere`)."
     if not self.sharded: return self.policy.state_dict()
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     return get_model_state_dict(self.model, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
@@ -692,14 +753,16 @@ def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
     mean = lambda xs: sum(xs) / len(xs) if xs else None   # None (JSON null): nothing to average
     valid = [t for t in totals if t is not None]
     lens = [len(c) for c in ro.completion_ids]
-    m = {"reward": mean(valid), "reward_std": float(torch.tensor(valid, dtype=torch.float).std()) if len(valid) > 1 else 0.0}
+    std = float(torch.tensor(valid, dtype=torch.float).std()) if len(valid) > 1 else 0.0
+    m = {"reward": mean(valid), "reward_std": std}
     for k, v in parts.items(): m[f"reward/{k}"] = mean([x for x in v if x is not None])
     thinks = [("</think>" in c) for c in ro.completions]
     if "accuracy" in parts:
         m["accuracy_thinking"] = mean([a for a, t in zip(parts["accuracy"], thinks) if t and a is not None])
         m["accuracy_direct"] = mean([a for a, t in zip(parts["accuracy"], thinks) if not t and a is not None])
     m |= {"think_frac": mean([float(t) for t in thinks]),
-          "completion_len": mean(lens), "completion_len_max": max(lens), "truncated_frac": mean([float(t) for t in ro.truncated])}
+          "completion_len": mean(lens), "completion_len_max": max(lens),
+          "truncated_frac": mean([float(t) for t in ro.truncated])}
     return m
 
 # %% ../nbs/04_trainer.ipynb #ad98770c
@@ -744,7 +807,8 @@ def save_checkpoint(self:Trainer) -> Path:
 def _plain(cfg) -> dict:
     "The config as YAML-safe values (a tracker object in `log_with` is written as its name)."
     d = asdict(cfg)
-    if d.get("log_with"): d["log_with"] = [t if isinstance(t, str) else getattr(t, "name", str(t)) for t in d["log_with"]]
+    if d.get("log_with"):
+        d["log_with"] = [t if isinstance(t, str) else getattr(t, "name", str(t)) for t in d["log_with"]]
     return d
 
 @patch

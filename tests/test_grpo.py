@@ -133,3 +133,25 @@ def test_bad_inputs_name_the_argument():
     for fn, name in cases:
         with pytest.raises(ValueError, match=name):
             fn()
+
+
+def test_objectives_agree_on_policy_and_differ_off_policy():
+    "clip, gspo and cispo: one gradient at the first inner step; off-policy GSPO clips whole sequences, CISPO none."
+    from r1_ref.grpo import OBJECTIVES, register_objective
+    torch.manual_seed(1)
+    lp0 = torch.randn(3, 6).log_softmax(-1)
+    mask = torch.tensor([[1] * 6, [1] * 4 + [0] * 2, [1] * 2 + [0] * 4])
+    A = torch.tensor([1.0, -0.5, 0.7])
+    def grad(obj, old, eps=0.2):
+        lp = lp0.clone().requires_grad_()
+        return torch.autograd.grad(grpo_loss(lp, old, A, mask, epsilon=eps, objective=obj)[0], lp)[0]
+    g = {o: grad(o, lp0) for o in ("clip", "gspo", "cispo")}
+    assert torch.allclose(g["gspo"], g["clip"], atol=1e-7) and torch.allclose(g["cispo"], g["clip"], atol=1e-7)
+    old = lp0 - 0.3 * mask                                    # every token's ratio is e^0.3 = 1.35
+    gs, ci = grad("gspo", old, 0.2), grad("cispo", old)
+    assert gs[[0, 2]].abs().sum() == 0 and gs[1].abs().sum() > 0     # A > 0 and ratio > 1 + eps: whole rows clipped
+    assert bool((ci[mask.bool()] != 0).all())                         # CISPO: every real token keeps a gradient
+    register_objective("neg_clip", lambda *a: -OBJECTIVES["clip"](*a))
+    try: assert torch.allclose(grad("neg_clip", lp0), -g["clip"])
+    finally: OBJECTIVES.pop("neg_clip")
+    with pytest.raises(ValueError, match="objective"): grpo_loss(lp0, lp0, A, mask, objective="nope")

@@ -268,3 +268,22 @@ def test_a_registered_engine_is_used_by_name(toy_cache, tmp_path):
     assert made == [16]                                   # one step of 16 completions, no evaluation
     with pytest.raises(T.ConfigError, match="engine"):
         T.load_config(overrides=["engine=counting"])
+
+
+def test_bad_input_files_and_offline_ids_get_one_line(tmp_path, toy_cache):
+    "A YAML syntax error (exit 2: usage), a malformed data row, a hub dataset or model that cannot be reached offline."
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("lr: 1e-4\nsteps: [1, 2\n")
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text('{"prompt": "1+1", "answer": "2"}\n{"prompt": "2+2", "answer": \n')
+    offline = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    common = [f"toy_cache={toy_cache}", "toy_pretrain_steps=10", f"output_dir={tmp_path}/o"]
+    cases = [(["train", str(bad_yaml)], 2, f"config file '{bad_yaml}' is not valid YAML at line 3"),
+             (["train", f"dataset={rows}", "eval_split=null", *common], 1, f"data file '{rows}' line 2 is not valid JSON"),
+             (["train", "dataset=nobody/nothing", *common], 1, "dataset 'nobody/nothing' cannot be loaded from the hub"),
+             (["train", "model=nobody/nothing", *common], 1, "cannot load model 'nobody/nothing'")]
+    for args, code, message in cases:
+        res = r1ref(*args, timeout=180, env=offline)
+        assert res.returncode == code and message in res.stderr, (args, res.returncode, res.stderr[-1500:])
+        assert "Traceback" not in res.stderr and len([l for l in res.stderr.splitlines() if "error:" in l]) == 1
+    assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("checkpoint-*"))   # nothing written
