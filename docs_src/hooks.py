@@ -2,10 +2,13 @@
 
 `on_config` writes the pages into `docs_src/_gen/` (gitignored) before MkDocs collects files, and sets the nav:
 - `nbs/index.ipynb` is the home page; every `nbs/[0-9]*.ipynb` is a chapter, in file-name order;
+- every `nbs/solutions/*.ipynb` is a page of the "Solutions" section, written next to the chapters (`NAME.html` at the
+  site root, like every notebook page, so the relative MathJax path holds);
 - one API page per public module of `r1_ref/` (`r1_ref/*.py` not starting with `_`), rendered by mkdocstrings;
 - the hand-written pages in `EXTRA_PAGES` (docs/benchmarks.md) with their images.
 Notebooks are copied with their stored outputs and cleaned the way nbdev's docs are: `#| hide` cells dropped,
-directive lines removed, `.ipynb` links pointed at the rendered pages.
+directive lines removed, `.ipynb` links (`solutions/NAME.ipynb` from a chapter, `../NAME.ipynb` from a solution)
+pointed at the rendered pages.
 `on_post_build` copies MathJax 3 (from the `django-static-mathjax` wheel) into the site, so math renders offline.
 """
 from __future__ import annotations
@@ -21,6 +24,10 @@ MATHJAX_DIR = "assets/mathjax"  # where MathJax lands in the site; mkdocs.yml's 
 def chapters() -> list[Path]:
     "The chapter notebooks, in file-name (= reading) order."
     return sorted(NBS.glob("[0-9]*.ipynb"))
+
+def solutions() -> list[Path]:
+    "The solutions notebooks, in file-name (= chapter) order."
+    return sorted((NBS / "solutions").glob("*.ipynb"))
 
 def modules() -> list[str]:
     "The public modules of the library, e.g. `['cli', 'evaluate', 'grpo', ...]`."
@@ -39,7 +46,8 @@ def nb_title(path: Path) -> str:
     return path.stem
 
 _DIRECTIVE = re.compile(r"^\s*#\|\s*([\w-]+)\s*:?\s*(.*?)\s*$")
-_NB_LINK = re.compile(r"\[([^\]]*)\]\((?:\.?/?nbs/)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
+# a link to a notebook: NAME.ipynb, nbs/NAME.ipynb (README), solutions/NAME.ipynb (chapter), ../NAME.ipynb (solution)
+_NB_LINK = re.compile(r"\[([^\]]*)\]\((?:\.{1,2}/)?(?:nbs/)?(?:solutions/)?([\w.-]+)\.ipynb(#[^)\s]*)?\)")
 _WIDGET = "application/vnd.jupyter.widget-view+json"  # tqdm bars etc.: no widget state is stored, keep text/plain
 
 _MD_LINK = re.compile(r"\]\((?:\.?/?docs/)([\w.-]+)\.md(#[^)\s]*)?\)")   # a link to a hand-written page, docs/NAME.md
@@ -99,10 +107,10 @@ Generated from the docstrings of [`r1_ref/{mod}.py`]({src}); the prose, math and
 def generate(warn=print) -> list:
     "Write the pages into `docs_src/_gen/`; return the nav."
     written: set[Path] = set()
-    nbs = chapters()
-    pages = {p.stem for p in nbs} | {"index"}
+    nbs, sols = chapters(), solutions()
+    pages = {p.stem for p in nbs + sols} | {"index"}
     chapter_of = {}
-    for p in [NBS / "index.ipynb", *nbs]:
+    for p in [NBS / "index.ipynb", *nbs, *sols]:
         nb = json.loads(p.read_text(encoding="utf-8"))
         for cell in nb["cells"]:
             m = re.match(r"\s*#\|\s*default_exp\s+(\S+)", _src(cell))
@@ -127,6 +135,7 @@ def generate(warn=print) -> list:
         if f.is_file() and f not in written and not f.name.startswith("."): f.unlink()
     return ["index.ipynb",
             {"Chapters": [{nb_title(p): p.name} for p in nbs]},
+            {"Solutions": [{nb_title(p): p.name} for p in sols]},
             {"Benchmarks": [{p.stem.capitalize(): p.name} for p in EXTRA_PAGES]},
             {"API reference": api}]
 

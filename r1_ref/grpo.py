@@ -68,22 +68,22 @@ def k3_kl(
     return torch.exp(d) - d - 1
 
 # %% ../nbs/01_grpo.ipynb #3eb179ce
-LOSS_TYPES = ("grpo", "bnpo", "dapo", "dr_grpo")
+LOSS_TYPES = ("grpo", "dapo", "dr_grpo")
 
 def aggregate(
     per_token:Tensor,   # (batch, completion_len) per-token loss
     mask:Tensor,        # (batch, completion_len) 1 for real completion tokens, 0 for padding
-    loss_type:str="grpo", # "grpo" | "bnpo" | "dapo" | "dr_grpo"
+    loss_type:str="grpo", # "grpo" | "dapo" | "dr_grpo"
     max_completion_length:int|None=None, # L_max for "dr_grpo"; defaults to `completion_len`
     num_seqs:int|None=None,   # sequences in the full batch (all micro-batches, all ranks); default: this batch
-    num_tokens:float|None=None, # completion tokens in the full batch, for "bnpo"/"dapo"; default: this batch
+    num_tokens:float|None=None, # completion tokens in the full batch, for "dapo"; default: this batch
 ) -> Tensor:            # scalar
     "Average a per-token loss into a scalar the way `loss_type` says."
     if loss_type not in LOSS_TYPES: raise ValueError(f"loss_type={loss_type!r} is not one of {LOSS_TYPES}")
     mask = mask.to(per_token.dtype)
     n_seq = per_token.shape[0] if num_seqs is None else num_seqs
     if loss_type == "grpo": return ((per_token * mask).sum(1) / mask.sum(1).clamp(min=1)).sum() / n_seq
-    if loss_type in ("bnpo", "dapo"):
+    if loss_type == "dapo":
         return (per_token * mask).sum() / (mask.sum().clamp(min=1) if num_tokens is None else num_tokens)
     L = per_token.shape[1] if max_completion_length is None else max_completion_length
     return (per_token * mask).sum() / (n_seq * L)
@@ -131,14 +131,14 @@ def grpo_loss(
     beta:float=0.0,        # KL coefficient (R1: 0.001)
     epsilon:float=0.2,     # clip range below (and above, unless `epsilon_high` is given); R1: 10
     epsilon_high:float|None=None, # clip range above (DAPO: 0.28)
-    loss_type:str="grpo",  # token/sequence aggregation: "grpo" | "bnpo" | "dapo" | "dr_grpo"
+    loss_type:str="grpo",  # token/sequence aggregation: "grpo" | "dapo" | "dr_grpo"
     objective:str="clip",  # per-token objective from `OBJECTIVES`: "clip" (PPO/GRPO), "gspo", "cispo"
     max_completion_length:int|None=None, # L_max for "dr_grpo"; defaults to `completion_len`
     num_seqs:int|None=None,     # full-batch sequence count when accumulating over micro-batches/ranks
-    num_tokens:float|None=None, # full-batch token count for "bnpo"/"dapo" when accumulating
+    num_tokens:float|None=None, # full-batch token count for "dapo" when accumulating
     weights:Tensor|None=None,   # (batch, completion_len) constant per-token importance weights of the clipped term
 ) -> tuple[Tensor, dict]:  # scalar loss, diagnostics (0-d tensors, detached)
-    "The GRPO loss: a per-token objective (default: the clipped surrogate) plus $\\beta$·k3 KL, aggregated by `loss_type`."
+    "The GRPO loss: a per-token objective (default: clipped surrogate) plus $\\beta$·k3 KL, aggregated by `loss_type`."
     _check_same_shape("logps", logps, old_logps=old_logps, mask=mask, ref_logps=ref_logps, weights=weights)
     if advantages.shape != logps.shape[:1]:
         raise ValueError(f"advantages has shape {tuple(advantages.shape)}, "

@@ -109,11 +109,11 @@ class GRPOConfig(Systems, Evaluation, Optimization, Rewards, ToyWorld, ModelData
     beta: float = 0.0                # KL coefficient; 0 skips the reference model
     epsilon: float = 0.2             # clip range below (and above unless epsilon_high)
     epsilon_high: float|None = None  # clip range above (DAPO: 0.28)
-    loss_type: str = "dapo"          # aggregation: "grpo", "bnpo", "dapo" or "dr_grpo"
+    loss_type: str = "dapo"          # aggregation: "grpo", "dapo" or "dr_grpo" (chapter 1)
     objective: str = "clip"          # per-token objective (`OBJECTIVES`, chapter 1): "clip", "gspo", "cispo"
     scale_rewards: str = "group"     # "group", "batch" or "none"
     ref_refresh_steps: int = 400     # copy the policy into the reference every N steps (0: never)
-    dynamic_sampling: bool = False   # drop groups whose rewards are all equal
+    dynamic_sampling: bool = False   # remove groups whose rewards are all equal (DAPO's filter, without its refill)
     # rollout (chapter 3b; vLLM: chapter 3c)
     engine: str = "hf"               # a registered engine (`ENGINES`): "hf", "hf_generate", "vllm", "vllm_server"
     temperature: float = 1.0         # rollout temperature

@@ -134,6 +134,7 @@ def site():
 def pages():
     "Every page of the site, as (screenshot name, path)."
     return ([("index", "index.html")] + [(p.stem, f"{p.stem}.html") for p in hooks.chapters()]
+            + [(p.stem, f"{p.stem}.html") for p in hooks.solutions()]          # the exercises' solutions (issue 18)
             + [(p.stem, f"{p.stem}.html") for p in hooks.EXTRA_PAGES] + [(f"api_{m}", f"api/{m}.html") for m in hooks.modules()])
 
 _status = {}

@@ -35,7 +35,7 @@ def naive_loss(logps, old, adv, mask, ref, beta, eps_lo, eps_hi, loss_type, L):
         total = total + s
         ntok += n
     if loss_type == "grpo": return sum(seq_losses) / B
-    if loss_type in ("dapo", "bnpo"): return total / ntok
+    if loss_type == "dapo": return total / ntok
     return total / (B * L)
 
 
@@ -155,3 +155,44 @@ def test_objectives_agree_on_policy_and_differ_off_policy():
     try: assert torch.allclose(grad("neg_clip", lp0), -g["clip"])
     finally: OBJECTIVES.pop("neg_clip")
     with pytest.raises(ValueError, match="objective"): grpo_loss(lp0, lp0, A, mask, objective="nope")
+
+
+def test_bnpo_is_not_offered():
+    "TRL's bnpo (local-batch token count) would equal dapo here, where normalisers are always the full batch's: refused."
+    from r1_ref.trainer import ConfigError, GRPOConfig, check_config
+    assert LOSS_TYPES == ("grpo", "dapo", "dr_grpo")
+    lp = torch.zeros(2, 3)
+    with pytest.raises(ValueError, match=r"loss_type='bnpo' is not one of \('grpo', 'dapo', 'dr_grpo'\)"):
+        grpo_loss(lp, lp, torch.zeros(2), torch.ones(2, 3), loss_type="bnpo")
+    with pytest.raises(ValueError, match="bnpo"): aggregate(lp, torch.ones(2, 3), "bnpo")
+    with pytest.raises(ConfigError, match=r"config key 'loss_type': 'bnpo' is not one of .*'dapo'"):
+        check_config(GRPOConfig(loss_type="bnpo"), world=1)
+
+
+def test_loss_at_first_inner_step_per_loss_type():
+    "rho = 1: grpo gives exactly 0 for any lengths; dapo -sum |o_i| A_i / sum |o|; dr_grpo -sum |o_i| A_i / (G L_max)."
+    lens = torch.tensor([40, 7, 7, 7])
+    mask = (torch.arange(40)[None] < lens[:, None]).long()
+    A = group_advantages([1., 0., 0., 0.], 4).double()
+    lp = torch.randn(4, 40, dtype=torch.float64).log_softmax(-1)
+    got = {lt: grpo_loss(lp, lp, A, mask, loss_type=lt)[0].item() for lt in LOSS_TYPES}
+    assert abs(got["grpo"]) < 1e-6                      # 0 up to float32 rounding of the advantages
+    assert math.isclose(got["dapo"], -(A * lens).sum().item() / lens.sum().item(), rel_tol=1e-12)
+    assert math.isclose(got["dr_grpo"], -(A * lens).sum().item() / (4 * 40), rel_tol=1e-12)
+    assert math.isclose(got["dapo"], -0.81, abs_tol=0.01)
+
+
+def test_k3_loss_term_gradient_on_and_off_policy():
+    "E_mu[grad k3] (samples fixed) = grad KL(ref || theta) when mu = pi_theta; biased when mu = pi_old != pi_theta."
+    g = torch.Generator().manual_seed(5)
+    theta = torch.randn(7, generator=g, dtype=torch.float64, requires_grad=True)
+    ref = torch.randn(7, generator=g, dtype=torch.float64).log_softmax(-1)
+    def grad(f): return torch.autograd.grad(f(theta.log_softmax(-1)), theta)[0]
+    def k3_term(log_mu): return grad(lambda lp: (log_mu.exp() * k3_kl(lp, ref)).sum())
+    kl_ref_theta = grad(lambda lp: (ref.exp() * (ref - lp)).sum())
+    kl_theta_ref = grad(lambda lp: (lp.exp() * (lp - ref)).sum())
+    on = k3_term(theta.detach().log_softmax(-1))
+    assert torch.allclose(on, kl_ref_theta, atol=1e-12)
+    assert not torch.allclose(on, kl_theta_ref, atol=1e-3)
+    old = (theta.detach() + 0.5 * torch.randn(7, generator=g, dtype=torch.float64)).log_softmax(-1)
+    assert not torch.allclose(k3_term(old), kl_ref_theta, atol=1e-3)
