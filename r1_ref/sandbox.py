@@ -7,6 +7,7 @@ Docs: https://r1-ref.github.io/r1_ref/sandbox.html.md"""
 # %% ../nbs/02b_sandbox.ipynb #e44bda88
 from __future__ import annotations
 import fcntl, functools, inspect, json, os, pwd, shutil, signal, stat, subprocess, sys, tempfile, threading, time
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, asdict
 
@@ -22,7 +23,7 @@ class Limits:
     cpu_s:int=5             # CPU seconds per process (RLIMIT_CPU)
     memory_mb:int=512       # address space per process (RLIMIT_AS)
     fsize_mb:int=16         # largest file the program may write, stdout included (RLIMIT_FSIZE)
-    nproc:int=16            # processes + threads of the sandbox uid (RLIMIT_NPROC); not root: counts all your processes
+    nproc:int=16            # processes + threads of its uid (RLIMIT_NPROC); not root: of its user namespace, else yours
     nofile:int=64           # open file descriptors (RLIMIT_NOFILE)
     max_output:int=1 << 20  # bytes of stdout and of stderr read back; more counts as truncated
     network:bool=False      # allow network access (no new network namespace)
@@ -79,73 +80,148 @@ def _release_uid(uid:int):
         fcntl.flock(_uid_fds[uid], fcntl.LOCK_UN)
         _uids_in_use.discard(uid)
 
+# %% ../nbs/02b_sandbox.ipynb #c1b0e7a1
+def _libc(
+    name:str,            # the C library function, e.g. "mount"
+    *args,               # its arguments: ints, bytes, None or ctypes objects
+    check:bool=True,     # raise `OSError` if it fails; else return -1
+    what:str|None=None,  # the call's name in the error; default: `name` and its first two arguments
+) -> int:
+    "Call the C library's function `name`; if it fails, raise an `OSError` that names the call."
+    import ctypes, os
+    f = getattr(ctypes.CDLL(None, use_errno=True), name, None)  # Linux-only calls are missing elsewhere
+    ret = -1 if f is None else f(*args)
+    err = 38 if f is None else ctypes.get_errno()                # 38: ENOSYS, "function not implemented"
+    show = lambda a: a.decode() if isinstance(a, bytes) else hex(a) if isinstance(a, int) else "…"
+    if ret == -1 and check: raise OSError(err, f"{what or name + str(tuple(map(show, args[:2])))}: {os.strerror(err)}")
+    return ret
+
+# %% ../nbs/02b_sandbox.ipynb #c1b0e7a2
+def _enter_namespaces(network:bool) -> bool:
+    "Enter new PID, IPC and (unless `network`) network namespaces, inside a new user namespace if we are not root."
+    import os
+    NEWUSER, NEWPID, NEWNET, NEWIPC = 0x10000000, 0x20000000, 0x40000000, 0x08000000   # CLONE_* flags
+    uid, gid = os.geteuid(), os.getegid()
+    user = NEWUSER if uid != 0 else 0            # in a user namespace of our own we may create the others
+    _libc("unshare", user | NEWPID | NEWIPC | (0 if network else NEWNET))
+    if user:                                      # inside, our ids stay ours: the one mapping allowed without root
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f: f.write(text)
+    return not network
+
 # %% ../nbs/02b_sandbox.ipynb #05482956
 def _launcher_main():
     "Entry point of the sandbox's first process; its source is run with `python -I -S -c`."
-    import ctypes, json, os, resource, signal, sys
+    import json, os, signal, sys
     cfg = json.loads(sys.argv[1])
-    libc = ctypes.CDLL(None, use_errno=True)
-    call = lambda f, *a: getattr(libc, f)(*a) if hasattr(libc, f) else -1  # Linux-only calls; -1 elsewhere
-    net = (not cfg["network"]) and call("unshare", 0x40000000) == 0    # CLONE_NEWNET
-    call("prctl", 36, 1, 0, 0, 0)                                       # PR_SET_CHILD_SUBREAPER
-    uid = cfg["uid"]
+    uid, iso = cfg["uid"], cfg["isolate"]
+    if iso: net = _enter_namespaces(cfg["network"])
+    else: net = (not cfg["network"]) and _libc("unshare", 0x40000000, check=False) == 0   # CLONE_NEWNET, if we may
+    _libc("prctl", 36, 1, 0, 0, 0, check=False)                         # PR_SET_CHILD_SUBREAPER
     src = open(cfg["program"]).read()
-    libdirs = {p: f"/proc/self/fd/{os.open(p, os.O_RDONLY | os.O_DIRECTORY)}" for p in sys.path if os.path.isdir(p)}
-    def via_fd(path):                                                   # same directory, reached through its fd
-        for p, q in libdirs.items():
-            if path == p or path.startswith(p + "/"): return q + path[len(p):]
-        return path
-    ready_r, ready_w = os.pipe()                                        # the child says "set up" through it
-    pid = os.fork()
-    if pid == 0:
+    ready_r, ready_w = os.pipe()                                         # b"1" once set up, then the wait status
+    init = os.fork()
+    if init == 0:
         os.close(ready_r)
-        os.setpgid(0, 0)
-        for name, v in cfg["rlimits"].items():
-            resource.setrlimit(getattr(resource, name), (v, v + (name == "RLIMIT_CPU")))
-        if uid is not None:
-            os.setgroups([])
-            os.setgid(uid)
-            os.setuid(uid)
-            sys.path[:] = list(libdirs.values())
-            for m in list(sys.modules.values()):                        # packages already imported, e.g. collections
-                if isinstance(getattr(m, "__path__", None), list): m.__path__[:] = map(via_fd, m.__path__)
-            sys.path_importer_cache.clear()
-        call("prctl", 1, signal.SIGKILL, 0, 0, 0)                       # PR_SET_PDEATHSIG
-        os.write(ready_w, b"1")
-        os.close(ready_w)
-        sys.argv = ["prog.py"]
-        exec(compile(src, "prog.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
-        sys.exit(0)
+        _init_main(cfg, src, ready_w)
     os.close(ready_w)
-    state = dict(status=None, timed_out=False)
+    state = dict(done=False, timed_out=False)
     def kill_all():
-        if uid is None:
-            try: os.killpg(pid, signal.SIGKILL)
-            except OSError: pass
-            return
-        if os.fork() == 0:
+        try: os.killpg(init, signal.SIGKILL)                             # with a PID namespace: kills everything in it
+        except OSError: pass
+        if iso or uid is None: return
+        if os.fork() == 0:                                               # without: every process of the sandbox uid
             try:
                 os.setuid(uid)
                 os.kill(-1, signal.SIGKILL)
             finally: os._exit(0)
     def on_alarm(*_):
-        if state["status"] is None:
+        if not state["done"]:
             state["timed_out"] = True
             kill_all()
     signal.signal(signal.SIGALRM, on_alarm)
     signal.setitimer(signal.ITIMER_REAL, cfg["wall_s"])
     while True:
-        try: p, st = os.waitpid(-1, 0)
+        try: p, _ = os.waitpid(-1, 0)
         except ChildProcessError: break
-        if p == pid:
+        if p == init:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            state["status"] = st
+            state["done"] = True
             kill_all()
-    st = state["status"]
-    code = os.waitstatus_to_exitcode(st) if st is not None else None
-    set_up = os.read(ready_r, 1) == b"1"
+    report = os.read(ready_r, 64)                                        # b"1 <status>" unless something failed
+    set_up, status = report[:1] == b"1", report[1:].strip()
+    code = os.waitstatus_to_exitcode(int(status)) if status else None   # None: the init was killed
+    if code is None and state["timed_out"]: code = -signal.SIGKILL        # and with it the program
     with open(cfg["status_file"], "w") as f:
-        json.dump(dict(returncode=code, timed_out=state["timed_out"], net_isolated=net, uid=uid, set_up=set_up), f)
+        json.dump(dict(returncode=code, timed_out=state["timed_out"], net_isolated=net, isolated=iso, uid=uid,
+                       set_up=set_up), f)
+
+# %% ../nbs/02b_sandbox.ipynb #c1b0e7a4
+def _init_main(cfg:dict, src:str, ready_w:int):
+    "The sandbox's init (PID 1 of its namespace): build its file system, run the program, report its status."
+    import os, signal
+    os.setpgid(0, 0)                                                     # the run's process group
+    _libc("prctl", 1, signal.SIGKILL, 0, 0, 0, check=False)             # PR_SET_PDEATHSIG: die with the launcher
+    if cfg["isolate"]: _private_fs(cfg["work"])
+    pid = os.fork()
+    if pid == 0: _program_main(cfg, src, ready_w)
+    while True:                                                          # as PID 1 we also reap orphans
+        p, status = os.waitpid(-1, 0)
+        if p == pid: break
+    os.write(ready_w, b" %d" % status)
+    os._exit(0)                                                          # as PID 1: kills whatever is left
+
+# %% ../nbs/02b_sandbox.ipynb #c1b0e7a5
+def _private_fs(work:str):
+    "Enter a mount namespace: own /proc; empty /tmp, /var/tmp, /dev/shm; everything read-only but `work`."
+    import ctypes, os
+    NOSUID, NODEV, NOEXEC, BIND, REC, PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18            # MS_* mount flags
+    def set_rdonly(path:str, on:bool, recursive:bool=False):             # mount_setattr(2), Linux >= 5.12
+        attr = (ctypes.c_uint64 * 4)(int(on), int(not on), 0, 0)         # set, clear MOUNT_ATTR_RDONLY (1)
+        L = ctypes.c_long
+        _libc("syscall", L(442), L(-100), path.encode(), L(0x8000 * recursive), attr, L(32),   # AT_FDCWD, AT_RECURSIVE
+              what=f"mount_setattr({path})")
+    _libc("unshare", 0x00020000)                                         # CLONE_NEWNS
+    _libc("mount", None, b"/", None, REC | PRIVATE, None)                # nothing we mount reaches the host
+    _libc("mount", b"proc", b"/proc", b"proc", NOSUID | NODEV | NOEXEC, None)   # our PID namespace only
+    for d in ("/tmp", "/var/tmp", "/dev/shm"):
+        if os.path.isdir(d): _libc("mount", b"tmpfs", d.encode(), b"tmpfs", NOSUID | NODEV, b"size=1m,mode=755")
+    os.makedirs(work, exist_ok=True)                                     # its path again, in the new /tmp
+    _libc("mount", b".", work.encode(), None, BIND, None)                # "." is still the real work dir
+    set_rdonly("/", True, recursive=True)
+    set_rdonly(work, False)
+    os.chdir(work)                                                       # onto the writable mount
+
+# %% ../nbs/02b_sandbox.ipynb #c1b0e7a6
+def _program_main(cfg:dict, src:str, ready_w:int):
+    "The program's process: set its limits, give up every privilege, tell the launcher, run `src`."
+    import ctypes, os, resource, signal, sys
+    for name, v in cfg["rlimits"].items():
+        resource.setrlimit(getattr(resource, name), (v, v + (name == "RLIMIT_CPU")))
+    uid = cfg["uid"]
+    if uid is not None:                                                  # root: a uid of its own, no capabilities
+        libdirs = {p: f"/proc/self/fd/{os.open(p, os.O_RDONLY | os.O_DIRECTORY)}" for p in sys.path if os.path.isdir(p)}
+        def via_fd(path):                                                # same directory, reached through its fd
+            for p, q in libdirs.items():
+                if path == p or path.startswith(p + "/"): return q + path[len(p):]
+            return path
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+        sys.path[:] = list(libdirs.values())
+        for m in list(sys.modules.values()):                             # packages already imported, e.g. collections
+            if isinstance(getattr(m, "__path__", None), list): m.__path__[:] = map(via_fd, m.__path__)
+        sys.path_importer_cache.clear()
+    else:                                                                # our uid: drop what a user namespace gave us
+        header, sets = (ctypes.c_uint32 * 2)(0x20080522, 0), (ctypes.c_uint32 * 6)()   # capset v3: all sets empty
+        _libc("capset", header, sets, check=cfg["isolate"])
+    _libc("prctl", 38, 1, 0, 0, 0, check=False)                         # PR_SET_NO_NEW_PRIVS: no setuid files
+    _libc("prctl", 1, signal.SIGKILL, 0, 0, 0, check=False)             # PR_SET_PDEATHSIG (setuid cleared it)
+    os.write(ready_w, b"1")
+    os.close(ready_w)
+    sys.argv = ["prog.py"]
+    exec(compile(src, "prog.py", "exec"), {"__name__": "__main__", "__builtins__": __builtins__})
+    sys.exit(0)
 
 # %% ../nbs/02b_sandbox.ipynb #d711a6e3
 @dataclass
@@ -159,6 +235,7 @@ class RunResult:
     seconds:float        # wall-clock time of the run
     net_isolated:bool    # the program ran in a new network namespace
     uid:int|None         # the uid it ran as (None: our own)
+    isolated:bool=False  # in mount, PID and IPC namespaces of its own: own /tmp and /proc, read-only files
 
     @property
     def ok(self) -> bool:
@@ -166,7 +243,8 @@ class RunResult:
         return self.returncode == 0 and not self.timed_out and not self.truncated
 
 # %% ../nbs/02b_sandbox.ipynb #09d9eeb2
-_LAUNCHER = inspect.getsource(_launcher_main) + "\n_launcher_main()\n"
+_LAUNCHER = "\n".join(inspect.getsource(f) for f in (_libc, _enter_namespaces, _launcher_main, _init_main, _private_fs,
+                                                      _program_main)) + "\n_launcher_main()\n"
 _RLIMITS = dict(RLIMIT_CPU="cpu_s", RLIMIT_AS="memory_mb", RLIMIT_FSIZE="fsize_mb", RLIMIT_NPROC="nproc",
                 RLIMIT_NOFILE="nofile", RLIMIT_CORE=None)
 
@@ -206,8 +284,9 @@ def processes_of_uid(uid:int|None=None) -> list[int]:
     return out
 
 # %% ../nbs/02b_sandbox.ipynb #fe931077
-def _run_as(code:str, stdin:str, lim:Limits, uid:int|None) -> RunResult:
-    "Run `code` in the sandbox as `uid` (None: as ourselves) and collect the result."
+def _run_as(code:str, stdin:str, lim:Limits, uid:int|None, isolate:bool|None=None) -> RunResult:
+    "Run `code` in the sandbox as `uid` (None: as ourselves), in namespaces of its own if `isolate` (None: if we can)."
+    if isolate is None: isolate = _why_not_isolated() is None
     base = tempfile.mkdtemp(prefix="r1_ref-sandbox-")
     try:
         work, P = os.path.join(base, "work"), lambda n: os.path.join(base, n)
@@ -215,8 +294,8 @@ def _run_as(code:str, stdin:str, lim:Limits, uid:int|None) -> RunResult:
         if uid is not None: os.chown(work, uid, uid)
         with open(P("prog.py"), "w") as f: f.write(code)
         with open(P("stdin"), "w") as f: f.write(stdin)
-        cfg = dict(program=P("prog.py"), status_file=P("status.json"), uid=uid, wall_s=lim.wall_s,
-                   network=lim.network, rlimits=_rlimits(lim))
+        cfg = dict(program=P("prog.py"), status_file=P("status.json"), work=work, uid=uid, isolate=isolate,
+                   wall_s=lim.wall_s, network=lim.network, rlimits=_rlimits(lim))
         t0 = time.monotonic()
         with open(P("stdin"), "rb") as i, open(P("stdout"), "wb") as o, open(P("stderr"), "wb") as e:
             proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _LAUNCHER, json.dumps(cfg)], cwd=work, env={},
@@ -232,10 +311,37 @@ def _run_as(code:str, stdin:str, lim:Limits, uid:int|None) -> RunResult:
         try:
             with open(P("status.json")) as f: st = json.load(f)
         except (OSError, ValueError):
-            st = dict(returncode=None, timed_out=True, net_isolated=False, uid=uid, set_up=True)
+            if proc.returncode > 0: raise RuntimeError(f"the sandbox could not start: {err[-500:]}") from None
+            st = dict(returncode=None, timed_out=True, net_isolated=False, isolated=False, uid=uid, set_up=True)
         if not st["set_up"]: raise RuntimeError(f"the sandbox could not set up the program's process: {err[-500:]}")
-        return RunResult(st["returncode"], out, err, st["timed_out"], t1 or t2, secs, st["net_isolated"], st["uid"])
+        return RunResult(st["returncode"], out, err, st["timed_out"], t1 or t2, secs, st["net_isolated"], st["uid"],
+                         st["isolated"])
     finally: shutil.rmtree(base, ignore_errors=True)
+
+# %% ../nbs/02b_sandbox.ipynb #7f3c9d22
+_probe_lock = threading.Lock()
+
+@functools.cache
+def _probe_isolation() -> str|None:
+    "Run one program in namespaces of its own: None if that works here, else why not (and warn, once, what is open)."
+    try:
+        r = _run_as("import os\nprint(os.getpid())", "", Limits(), None, isolate=True)
+        ok = r.ok and r.isolated and r.stdout == "2\n"                   # PID 2: the init is 1
+        why = None if ok else f"the probe program failed: {r.returncode}, {r.stderr.strip()[-200:]!r}"
+    except RuntimeError as e: why = str(e).strip().splitlines()[-1]    # e.g. "OSError: … unshare(…): …"
+    if why is None: return None
+    root = can_drop_privileges()
+    more = "" if root else ", signal them, write wherever you may and reach the network"
+    kept = "the uid drop, rlimits and time-outs" if root else "rlimits and time-outs"
+    warnings.warn(f"r1_ref.sandbox: programs cannot get a file system and processes of their own here ({why}). "
+                  f"Not isolated: they may write to /tmp, /var/tmp and /dev/shm, read every world-readable file "
+                  f"(an answer key in /tmp, say) and list your processes in /proc{more}; only {kept} apply.",
+                  RuntimeWarning, stacklevel=4)
+    return why
+
+def _why_not_isolated() -> str|None:
+    "Why programs cannot have namespaces of their own on this machine (None: they can); probed once per process."
+    with _probe_lock: return _probe_isolation()
 
 # %% ../nbs/02b_sandbox.ipynb #f0175c73
 def run_program(
@@ -257,7 +363,7 @@ def sandbox_info() -> dict:
     "Which protections are active on this machine (runs one probe program)."
     r = run_program("import os; print(os.getuid())")
     return dict(uid_drop=r.uid is not None and r.stdout.strip() == str(r.uid), net_isolated=r.net_isolated,
-                python=sys.executable)
+                isolated=r.isolated, why_not_isolated=_why_not_isolated(), python=sys.executable)
 
 # %% ../nbs/02b_sandbox.ipynb #8d409b6a
 def _norm(s:str) -> str:
