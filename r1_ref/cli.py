@@ -70,11 +70,12 @@ def sft_cmd(config:str|None=None, overrides:list[str]=(), resume:bool=False, dis
     "SFT (or, with `distill`, teacher traces then SFT) from a YAML config and `key=value` overrides; print a summary."
     import time
     from r1_ref.distill import SFTTrainer, load_sft_config, make_traces, traces_path
+    from r1_ref.trainer import ConfigError
     t0 = time.time()
     cfg = load_sft_config(config, overrides)
     if distill: make_traces(cfg)
     elif not traces_path(cfg).exists() and not cfg.sft_data:
-        raise ValueError("r1-ref sft needs sft_data=<traces file or hub id>")
+        raise ConfigError("r1-ref sft needs sft_data=<traces file or hub id>")
     log = SFTTrainer(cfg).train(resume=resume)
     return {"evals": print_summary(cfg, t0), "log": log}
 

@@ -55,9 +55,10 @@ class PipelineConfig:
     rs_samples: int = 2              # stage 3: samples per training question
     non_task_frac: float = 0.25      # stage 3: share of non-reasoning examples in the SFT mix (R1: ~200k of ~800k)
     sft_epochs: float = 2.0
-    sft_lr: float = 1e-4             # stages 1 and 3: fine-tuning rate (1e-3 wipes out the base's arithmetic, section 5)
+    sft_lr: float = 1e-4             # stages 1 and 3 (1e-3 wipes out the base's arithmetic, section 6)
     rl2_steps: int = 10              # stage 4
     rl2_temperature: float = 0.7
+    rl2_lr: float = 1e-5             # stage 4: from a fine-tuned model, 10x lower (1e-4 cost 17 points, section 7)
     reward_model: str|None = None    # stage 4: "module:function" reward added to the rule rewards
     # distillation vs RL on a smaller student (chapter 6), from the final R1 model
     distill: bool = False            # off by default: chapter 6 runs this comparison; it costs another pretraining
@@ -80,7 +81,7 @@ def load_pipeline_config(path=None, overrides=()) -> PipelineConfig:
     return check_pipeline_config(load_config(path, overrides, cls=PipelineConfig))
 
 # %% ../nbs/08_pipeline.ipynb #e9c5520c
-REFLECTION_WORDS = ("wait", "mistake", "however", "retry", "error", "verify", "wrong", "evaluate", "check")
+REFLECTION_WORDS = ("wait", "mistake", "however", "but", "retry", "error", "verify", "wrong", "evaluate", "check")
 
 def reflection_count(completion:str) -> int:
     "How many reflection words the reasoning part of `completion` contains."
@@ -106,9 +107,12 @@ def run_stage(cfg:PipelineConfig, name:str, fn) -> dict:
     out = Path(cfg.output_dir) / name
     done = out / "stage.json"
     if done.exists():
-        rec = json.loads(done.read_text()); print(f"[{name}] done earlier ({rec['seconds']:.0f} s), skipped"); return rec
+        rec = json.loads(done.read_text())
+        print(f"[{name}] done earlier ({rec['seconds']:.0f} s), skipped")
+        return rec
     out.mkdir(parents=True, exist_ok=True)
-    print(f"[{name}] running"); t0 = time.time()
+    print(f"[{name}] running")
+    t0 = time.time()
     model = fn(cfg, out)
     rec = {"stage": name, "model": str(Path(model).resolve()), "seconds": time.time() - t0}
     done.write_text(json.dumps(rec))
@@ -116,13 +120,15 @@ def run_stage(cfg:PipelineConfig, name:str, fn) -> dict:
     return rec
 
 # %% ../nbs/08_pipeline.ipynb #d08fecd9
-def grpo_config(cfg:PipelineConfig, model:str, out:Path, steps:int, rewards:list, temperature:float=1.0, **kw) -> GRPOConfig:
+def grpo_config(cfg:PipelineConfig, model:str, out:Path, steps:int, rewards:list, temperature:float=1.0,
+                lr:float|None=None, **kw):
     "The chapter-4 toy GRPO preset for one pipeline stage."
     weights = [{"toy_language": cfg.language_weight, "format": cfg.format_weight}.get(r, 1.0) for r in rewards]
     monitors = [m for m in MONITORS if m not in rewards]
     return GRPOConfig(model=str(model), toy_digits=cfg.toy_digits, toy_train=cfg.toy_train, toy_eval=cfg.toy_eval,
-                      rewards=rewards + monitors, reward_weights=weights + [0.0] * len(monitors), group_size=cfg.group_size, batch_size=cfg.batch_size,
-                      lr=cfg.lr, steps=steps, temperature=temperature, eval_samples=cfg.eval_samples,
+                      rewards=rewards + monitors, reward_weights=weights + [0.0] * len(monitors),
+                      group_size=cfg.group_size, batch_size=cfg.batch_size, lr=lr or cfg.lr, steps=steps,
+                      temperature=temperature, eval_samples=cfg.eval_samples,
                       eval_steps=cfg.eval_steps, save_steps=max(1, steps // 3), seed=cfg.seed, output_dir=str(out),
                       progress=cfg.progress, **kw)
 
@@ -152,14 +158,15 @@ def readable(text:str) -> str:
     "An R1-Zero output rewritten into one script (the toy's 'human post-processing')."
     return text.translate(str.maketrans(LANG_B, "0123456789"))
 
-def sample_traces(cfg:PipelineConfig, model:str, rows:list[dict], rewards:list, n:int, out:Path) -> tuple[list[dict], dict]:
+def sample_traces(cfg:PipelineConfig, model:str, rows:list[dict], rewards:list, n:int, out:Path) -> tuple[list, dict]:
     "Rejection-sample `model` on `rows`: correct, well-formatted traces, one per question."
     from r1_ref.trainer import build_reward, load_policy
     tok, m = load_policy(model)
     engine = HFEngine(m, tok, 64, 1.0, 1.0)
     reward = build_reward(SimpleNamespace(rewards=rewards, reward_weights=None, exact_match=True))
     torch.manual_seed(cfg.seed)
-    traces, counts = rejection_sample(engine, rows, reward, lambda q: format_prompt(q, "toy"), n, 1, progress=cfg.progress)
+    prompt = lambda q: format_prompt(q, "toy")
+    traces, counts = rejection_sample(engine, rows, reward, prompt, n, 1, progress=cfg.progress)
     (out / "traces_stats.json").write_text(json.dumps(counts, indent=1))
     return traces, counts
 
@@ -167,22 +174,26 @@ def sft_stage(cfg:PipelineConfig, out:Path, traces:list[dict], epochs:float) -> 
     "SFT of the base model on `traces`; return the final checkpoint."
     data = save_traces(traces, out / "traces.jsonl")
     scfg = SFTConfig(model=_model(cfg, "base"), sft_data=str(data), teacher=None, toy_digits=cfg.toy_digits,
-                     toy_train=cfg.toy_train, toy_eval=cfg.toy_eval, epochs=epochs, lr=cfg.sft_lr, batch_size=min(64, len(traces)),
-                     micro_batch_size=64, eval_samples=cfg.eval_samples, seed=cfg.seed, output_dir=str(out / "sft"),
+                     toy_train=cfg.toy_train, toy_eval=cfg.toy_eval, epochs=epochs, lr=cfg.sft_lr,
+                     batch_size=min(64, len(traces)), micro_batch_size=64, eval_samples=cfg.eval_samples, seed=cfg.seed,
+                     output_dir=str(out / "sft"),
                      save_steps=1000, progress=cfg.progress)
     SFTTrainer(scfg).train(resume=True)
     return latest_checkpoint(scfg.output_dir)
 
 def stage_cold_start(cfg:PipelineConfig, out:Path) -> Path:
     "R1 stage 1: SFT of the base on a few hundred R1-Zero outputs made readable."
-    rows = [dict(r) for r in toy_datasets(cfg.toy_train, cfg.toy_eval, cfg.toy_digits, cfg.seed)[0]][:cfg.cold_start_examples]
+    train = toy_datasets(cfg.toy_train, cfg.toy_eval, cfg.toy_digits, cfg.seed)[0]
+    rows = [dict(r) for r in train][:cfg.cold_start_examples]
     try: traces, _ = sample_traces(cfg, _model(cfg, "r1-zero"), rows, RULES, 2, out)
     except EmptyTraceSet: traces = []
     done = {t["prompt"] for t in traces}
-    written = [{"prompt": r["prompt"], "completion": toy_completion(*map(int, r["prompt"].split("+")), "think"), "answer": r["answer"]}
+    write = lambda r: toy_completion(*map(int, r["prompt"].split("+")), "think")    # the annotators' own trace
+    written = [{"prompt": r["prompt"], "completion": write(r), "answer": r["answer"]}
                for r in rows if r["prompt"] not in done]
     print(f"cold start: {len(traces)} R1-Zero outputs made readable, {len(written)} written by the 'annotators'")
-    return sft_stage(cfg, out, [{**t, "completion": readable(t["completion"])} for t in traces] + written, cfg.cold_start_epochs)
+    made_readable = [{**t, "completion": readable(t["completion"])} for t in traces]
+    return sft_stage(cfg, out, made_readable + written, cfg.cold_start_epochs)
 
 # %% ../nbs/08_pipeline.ipynb #fbba0d30
 LANGUAGE = RULES + ["toy_language"]
@@ -209,7 +220,8 @@ def stage_rl2(cfg:PipelineConfig, out:Path) -> Path:
     rewards = list(LANGUAGE)
     if cfg.reward_model:
         rewards.append(cfg.reward_model)                 # a 'module:function' spec: the trainer imports it
-    return grpo_stage(grpo_config(cfg, _model(cfg, "r1-sft"), out, cfg.rl2_steps, rewards, cfg.rl2_temperature))
+    return grpo_stage(grpo_config(cfg, _model(cfg, "r1-sft"), out, cfg.rl2_steps, rewards, cfg.rl2_temperature,
+                                  cfg.rl2_lr))
 
 # %% ../nbs/08_pipeline.ipynb #6c02f89a
 def stage_distill(cfg:PipelineConfig, out:Path) -> Path:
@@ -219,8 +231,10 @@ def stage_distill(cfg:PipelineConfig, out:Path) -> Path:
                      toy_pretrain_steps=cfg.pretrain_steps, eval_samples=cfg.eval_samples, seed=cfg.seed,
                      output_dir=str(out), save_steps=1000, progress=cfg.progress)
     from r1_ref.distill import make_traces
-    resolve_student(scfg); t0 = time.time()
-    make_traces(scfg); SFTTrainer(scfg).train(resume=True)
+    resolve_student(scfg)
+    t0 = time.time()
+    make_traces(scfg)
+    SFTTrainer(scfg).train(resume=True)
     (out / "sft_seconds.json").write_text(json.dumps({"seconds": time.time() - t0}))
     return latest_checkpoint(out)
 
@@ -228,7 +242,8 @@ def stage_student_rl(cfg:PipelineConfig, out:Path) -> Path:
     "GRPO on the small student for the wall time the distillation took."
     budget = json.loads((Path(cfg.output_dir) / "distill" / "sft_seconds.json").read_text())["seconds"]
     student = resolve_student(SFTConfig(model="toy-small", toy_cache=str(Path(cfg.output_dir) / "base"),
-                                        toy_pretrain_steps=cfg.pretrain_steps, toy_digits=cfg.toy_digits, progress=cfg.progress))
+                                        toy_pretrain_steps=cfg.pretrain_steps, toy_digits=cfg.toy_digits,
+                                        progress=cfg.progress))
     g = GRPOTrainer(grpo_config(cfg, student, out, 10_000, RULES))
     t0 = time.time()
     g.start_logging(resume=False)                  # metrics.jsonl, as `train` writes it
@@ -244,8 +259,10 @@ def evaluate_model(cfg:PipelineConfig, model:str, name:str) -> dict:
     engine = HFEngine(m, tok, 64, 0.6, 0.95)
     torch.manual_seed(cfg.seed)
     out = Path(cfg.output_dir) / "report" / name
-    held_out = save_traces([dict(r) for r in toy_datasets(cfg.toy_train, cfg.toy_eval, cfg.toy_digits, cfg.seed)[1]], out.parent / "held_out.jsonl")
-    s = run_benchmark("toy", engine, n_samples=cfg.eval_samples, data=str(held_out), out_dir=out, progress=False, model_name=name)
+    rows = toy_datasets(cfg.toy_train, cfg.toy_eval, cfg.toy_digits, cfg.seed)[1]
+    held_out = save_traces([dict(r) for r in rows], out.parent / "held_out.jsonl")
+    s = run_benchmark("toy", engine, n_samples=cfg.eval_samples, data=str(held_out), out_dir=out, progress=False,
+                      model_name=name)
     recs = [json.loads(l) for l in (out / "samples.jsonl").read_text().splitlines()]
     comps = [r["completion"] for r in recs]
     mean = lambda xs: sum(xs) / len(xs) if xs else None
@@ -258,7 +275,8 @@ def evaluate_model(cfg:PipelineConfig, model:str, name:str) -> dict:
 # %% ../nbs/08_pipeline.ipynb #bab99384
 STAGES = ["base", "r1-zero", "r1-cold-start", "r1-rl1", "r1-sft", "r1"]
 LABELS = {"base": "base", "r1-zero": "R1-Zero", "r1-cold-start": "R1 cold start", "r1-rl1": "R1 stage 2 (RL)",
-          "r1-sft": "R1 stage 3 (RS+SFT)", "r1": "R1 (stage 4)", "distill": "student, distilled", "student-rl": "student, GRPO"}
+          "r1-sft": "R1 stage 3 (RS+SFT)", "r1": "R1 (stage 4)", "distill": "student, distilled",
+          "student-rl": "student, GRPO"}
 TABLE_KEYS = ("pass@1", "format", "thinks", "language", "mixed_frac", "reflection", "length")
 
 def metrics_rows(path:Path) -> list[dict]:
@@ -278,8 +296,11 @@ def plot_rl_curves(cfg:PipelineConfig, path:Path):
         for ax, (k, title) in zip(axs, keys):
             pts = [(r["step"] + offset, r[k]) for r in rows if r.get(k) is not None]
             if pts: ax.plot(*zip(*pts), label=label)
-            ax.set_title(title, fontsize=9); ax.set_xlabel("RL step", fontsize=8)
-    axs[0].legend(fontsize=7); fig.tight_layout(); fig.savefig(path, dpi=100)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("RL step", fontsize=8)
+    axs[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 def plot_comparison(results:list[dict], path:Path):
     "Bars of pass@1, format and language consistency per model."
@@ -289,23 +310,33 @@ def plot_comparison(results:list[dict], path:Path):
     for j, k in enumerate(("pass@1", "format", "language")):
         ax.bar([i + (j - 1) * w for i in range(len(results))], [r[k] or 0 for r in results], w, label=k)
     ax.set_xticks(range(len(results)), [LABELS.get(r["model"], r["model"]) for r in results], fontsize=7, rotation=15)
-    ax.set_ylim(0, 1.05); ax.legend(fontsize=7, ncol=3); fig.tight_layout(); fig.savefig(path, dpi=100)
+    ax.set_ylim(0, 1.05)
+    ax.legend(fontsize=7, ncol=3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 # %% ../nbs/08_pipeline.ipynb #fdc61e5c
 def write_report(cfg:PipelineConfig, records:list[dict]) -> Path:
     "Evaluate every finished stage's model; write report.md, results.json and the figures."
-    out = Path(cfg.output_dir) / "report"; out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.output_dir) / "report"
+    out.mkdir(parents=True, exist_ok=True)
     results = [evaluate_model(cfg, r["model"], r["stage"]) for r in records]
     (out / "results.json").write_text(json.dumps(results, indent=1))
-    plot_rl_curves(cfg, out / "rl_curves.png"); plot_comparison(results, out / "comparison.png")
+    plot_rl_curves(cfg, out / "rl_curves.png")
+    plot_comparison(results, out / "comparison.png")
     secs = {r["stage"]: r["seconds"] for r in records}
-    lines = [f"# R1-Zero vs R1 on the toy", "", f"Held-out: {cfg.toy_eval} questions x {cfg.eval_samples} samples, T=0.6, top-p 0.95.", "",
+    lines = ["# R1-Zero vs R1 on the toy", "",
+             f"Held-out: {cfg.toy_eval} questions x {cfg.eval_samples} samples, T=0.6, top-p 0.95.", "",
              "| model | " + " | ".join(TABLE_KEYS) + " | stage time (s) |", "|---|" + "---|" * (len(TABLE_KEYS) + 1)]
     for r in results:
         cell = lambda v: "-" if v is None else f"{v:.3f}"
-        lines.append(f"| {LABELS.get(r['model'], r['model'])} | " + " | ".join(cell(r[k]) for k in TABLE_KEYS) + f" | {secs.get(r['model'], 0):.0f} |")
-    lines += ["", "thinks: share of responses with a closed thinking part; language: share of the thinking's digits in the ordinary",
-              "script and mixed_frac: share that mix both scripts, both among responses that think; reflection: reflection words per response.", "", "![RL curves](rl_curves.png)", "", "![comparison](comparison.png)", ""]
+        cells = " | ".join(cell(r[k]) for k in TABLE_KEYS)
+        lines.append(f"| {LABELS.get(r['model'], r['model'])} | {cells} | {secs.get(r['model'], 0):.0f} |")
+    lines += ["", "thinks: share of responses with a closed thinking part; language: share of the thinking's digits in "
+              "the ordinary",
+              "script and mixed_frac: share that mix both scripts, both among responses that think; reflection: "
+              "reflection words per response.", "", "![RL curves](rl_curves.png)", "", "![comparison](comparison.png)",
+              ""]
     (out / "report.md").write_text("\n".join(lines))
     return out / "report.md"
 
