@@ -12,7 +12,7 @@ import copy, importlib, inspect
 import torch
 
 # %% auto #0
-__all__ = ['R1_ZERO_TEMPLATE', 'TEMPLATES', 'ENGINES', 'format_prompt', 'Rollout', 'RolloutEngine', 'register_engine',
+__all__ = ['R1_ZERO_TEMPLATE', 'TEMPLATES', 'ENGINES', 'format_prompt', 'Rollout', 'RolloutEngine', 'Sampler', 'register_engine',
            'make_engine', 'sample_next', 'HFEngine', 'hf_engine', 'forward_accepts']
 
 # %% ../nbs/03b_rollout.ipynb #68621dd8
@@ -64,6 +64,17 @@ class RolloutEngine(Protocol):
 
 ENGINES = {}   # name -> factory(cfg, model, tokenizer, model_path) -> RolloutEngine, or "module:function" (lazy)
 
+class Sampler:
+    "What every engine shares: its sampling settings, and a copy of itself with others (same model or server)."
+    temperature: float
+    top_p: float
+
+    def with_sampling(self, temperature:float, top_p:float):
+        "The same engine — same model, server or vLLM instance — sampling at another temperature and top-p."
+        engine = copy.copy(self)
+        engine.temperature, engine.top_p = temperature, top_p
+        return engine
+
 def register_engine(name:str, factory) -> None:
     "Make `factory(cfg, model, tokenizer, model_path)` (or a 'module:function' string) the engine called `name`."
     ENGINES[name] = factory
@@ -98,7 +109,7 @@ def sample_next(
     return tokens, logp.gather(1, tokens[:, None])[:, 0]
 
 # %% ../nbs/03b_rollout.ipynb #5a3d8d44
-class HFEngine:
+class HFEngine(Sampler):
     "Rollouts from a 🤗 causal LM: batched decode loop with a KV cache, left padding, EOS or stop strings."
     def __init__(self,
         model, tokenizer,          # the policy being trained, and its tokenizer
@@ -119,12 +130,6 @@ class HFEngine:
     def reports_logps(self) -> bool: return self.logprobs
 
     def load_weights(self, model): self.model = model
-
-    def with_sampling(self, temperature:float, top_p:float) -> HFEngine:
-        "The same engine on the same model, sampling at another temperature and top-p."
-        engine = copy.copy(self)
-        engine.temperature, engine.top_p = temperature, top_p
-        return engine
 
     def generate(self, prompts:list[str], group_size:int=1) -> Rollout:
         "Sample `group_size` completions for each of `prompts` (already formatted)."

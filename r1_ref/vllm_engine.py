@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from types import SimpleNamespace
 import torch
-from .rollout import Rollout, _stop_ids
+from .rollout import Rollout, Sampler, _stop_ids
 from .grpo import tis_weights, pad_logps
 
 # %% auto #0
@@ -152,7 +152,7 @@ def _tp_group(tensor_parallel_size:int):
     return groups[rank // tensor_parallel_size]
 
 # %% ../nbs/03c_vllm.ipynb #6c32cb97
-class VLLMEngine:
+class VLLMEngine(Sampler):
     "Rollouts with vLLM in the training process: asleep during the update, weights pushed after it."
     reports_logps = True   # `generate` returns vLLM's own sampling log-probs (for truncated importance sampling)
     def __init__(self,
@@ -182,12 +182,6 @@ class VLLMEngine:
                        **llm_kwargs)
         self.sampling_cls = vllm.SamplingParams
         self.state = _engine_state(llm, enable_sleep_mode, sleep_level, tp_group)
-
-    def with_sampling(self, temperature:float, top_p:float) -> VLLMEngine:
-        "The same vLLM instance with other sampling settings (e.g. for evaluation)."
-        e = copy.copy(self)
-        e.temperature, e.top_p = temperature, top_p
-        return e
 
 # %% ../nbs/03c_vllm.ipynb #dbf7505b
 def _vllm_model(llm):
@@ -377,7 +371,7 @@ def _wait_for_server(url:str, timeout:float=240.0, every:float=2.0):
             time.sleep(every)
 
 # %% ../nbs/03c_vllm.ipynb #d03d15df
-class VLLMServerEngine:
+class VLLMServerEngine(Sampler):
     "Rollouts from a vLLM server (`python -m r1_ref.vllm_engine serve`); weights pushed over NCCL."
     reports_logps = True
     def __init__(self,
@@ -396,12 +390,6 @@ class VLLMServerEngine:
         self.url = f"http://{host}:{port}"
         self.state = SimpleNamespace(host=host, group_port=group_port, comm=None)
         _wait_for_server(self.url, timeout)
-
-    def with_sampling(self, temperature:float, top_p:float) -> VLLMServerEngine:
-        "The same server and NCCL group with other sampling settings."
-        e = copy.copy(self)
-        e.temperature, e.top_p = temperature, top_p
-        return e
 
     def generate(self, prompts:list[str], group_size:int=1) -> Rollout:
         "Sample `group_size` completions for each of `prompts` (already formatted) on the server."
