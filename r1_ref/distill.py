@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from .rollout import HFEngine, Rollout, format_prompt
 from .trainer import (Trainer, ModelData, ToyWorld, Rewards, Optimization, Evaluation, Systems, ConfigError,
                             check_sections, build_reward, load_config, load_data, load_split, load_policy, make_batch,
-                            completion_logits, score_rollout, Clock)
+                            completion_logits, score_rollout, sum_over_ranks, Clock)
 from .evaluate import resolve_checkpoint
 
 # %% auto #0
@@ -297,7 +297,7 @@ def train_step(self:SFTTrainer) -> dict:
     cfg, acc, clock = self.cfg, self.acc, Clock()
     idx = self.batches[self.step][acc.process_index::acc.num_processes]       # this rank's share
     batch = make_batch(as_rollout([self.examples[i] for i in idx]), self.tok.pad_token_id, acc.device)
-    n_tokens = acc.reduce(batch["completion_mask"].sum().float(), "sum")     # the whole batch's token count
+    n_tokens, = sum_over_ranks(acc, [batch["completion_mask"].sum()])      # the whole batch's token count
     sums = Counter()
     for m in range(0, len(idx), cfg.micro_batch_size):
         rows = torch.arange(m, min(m + cfg.micro_batch_size, len(idx)), device=acc.device)
@@ -313,6 +313,6 @@ def train_step(self:SFTTrainer) -> dict:
     self.sched.step()
     self.step += 1
     self.data_pos = self.step * cfg.batch_size
-    sums = {k: float(acc.reduce(torch.tensor(v, device=acc.device), "sum")) for k, v in sums.items()}
+    sums = dict(zip(sums, sum_over_ranks(acc, list(sums.values()))))       # every rank's share, in one all-reduce
     return {"step": self.step, **sums, "tokens": int(n_tokens), "epoch": self.data_pos / len(self.examples),
             "lr": self.sched.get_last_lr()[0], "grad_norm": grad_norm, **clock.total()}

@@ -257,13 +257,11 @@ def load_split(dataset:str, config:str|None, split:str):
     return load_dataset(kind, data_files={split: str(dataset)}, split=split)
 
 def check_json_file(path:str):
-    "Raise a `ValueError` naming the line of the first row of a JSON-lines (or JSON) file that does not parse."
+    "Raise a `ValueError` naming the line of the first row of a JSON-lines file that does not parse."
     import gzip
-    text = (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)).read()
-    try: data = json.loads(text)                 # a whole JSON document (a list of rows) or a single row
-    except json.JSONDecodeError: data = None
-    if isinstance(data, (list, dict)): return
-    for i, line in enumerate(text.splitlines(), 1):
+    if ".jsonl" not in Path(path).suffixes: return   # a .json document: datasets' own error names its position
+    with (gzip.open(path, "rt") if str(path).endswith(".gz") else open(path)) as f: lines = f.read().splitlines()
+    for i, line in enumerate(lines, 1):
         if not line.strip(): continue
         try: row = json.loads(line)
         except json.JSONDecodeError as e: raise ValueError(f"data file {path!r} line {i} is not valid JSON: {e.msg}") from None
@@ -407,15 +405,16 @@ def shard_fsdp2(
     model._is_fsdp_managed_module = True  # tells `generate` to keep stepping until every process is done (synced_gpus)
     return model
 
-def own_fsdp(cfg:Systems) -> bool:
-    "Whether we shard with `shard_fsdp2`: asked for (`fsdp`), or asked of accelerate on CPU processes, where it cannot."
+def own_fsdp(cfg:Systems, acc) -> bool:
+    "Whether we shard with `shard_fsdp2`: asked for (`fsdp`), or asked of accelerate where its FSDP2 is not active."
     asked_of_accelerate = os.environ.get("ACCELERATE_USE_FSDP", "").lower() == "true"   # configs/accelerate/fsdp2.yaml
-    return world_size() > 1 and (cfg.fsdp or asked_of_accelerate and not torch.cuda.is_available())
+    return acc.num_processes > 1 and (cfg.fsdp or asked_of_accelerate and not acc.is_fsdp2)
 
 def make_accelerator(cfg:Systems):
     "The job's `Accelerator`: gloo for several CPU processes, a collective timeout, and `cfg.log_with`'s trackers."
     from accelerate import Accelerator, InitProcessGroupKwargs
-    acc = Accelerator(mixed_precision="no" if own_fsdp(cfg) else cfg.mixed_precision,  # our FSDP2: its own policy
+    own = cfg.fsdp and world_size() > 1                                     # our FSDP2 has its own precision policy
+    acc = Accelerator(mixed_precision="no" if own else cfg.mixed_precision,
                       cpu=world_size() > 1 and not torch.cuda.is_available(),       # several CPU processes: gloo
                       log_with=cfg.log_with or None, project_dir=cfg.output_dir,
                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])
@@ -485,7 +484,7 @@ class Trainer:
 
     def prepare_policy(self, model):
         "AdamW over the policy, both prepared for this job: sharded with FSDP2 (ours or accelerate's), DDP, or as is."
-        own = own_fsdp(self.cfg)
+        own = own_fsdp(self.cfg, self.acc)
         if own: model = shard_fsdp2(model.to(self.acc.device), self.cfg.mixed_precision)
         opt = torch.optim.AdamW(model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         model, opt = (model, self.acc.prepare(opt)) if own else self.acc.prepare(model, opt)
