@@ -89,12 +89,11 @@ def rollout_from_outputs(outputs, prompt_ids, group_size:int, tokenizer=None) ->
     return rollout_from_json(completions_json(outputs), prompt_ids, group_size, tokenizer)
 
 # %% ../nbs/03c_vllm.ipynb #f4f3c868
-_WRAPPER_PREFIXES = ("_orig_mod.", "module.", "_checkpoint_wrapped_module.")
+_WRAPPERS = ("_orig_mod", "module", "_checkpoint_wrapped_module")   # torch.compile, DDP, activation checkpointing
 
 def _vllm_name(name:str) -> str:
-    "A parameter name without wrapper prefixes."
-    for p in _WRAPPER_PREFIXES: name = name.replace(p, "")
-    return name
+    "A parameter name without the wrappers' components, wherever they are in it."
+    return ".".join(part for part in name.split(".") if part not in _WRAPPERS)
 
 def check_weight_names(model):
     "Raise if transformers renamed `model`'s checkpoint weights on load (MoE experts...): vLLM would not find them."
