@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
-from .rewards import accuracy_reward, extract_answer, extract_code, format_reward, math_pool
+from .rewards import accuracy_reward, extract_code, format_reward, judge_math, math_pool, resolve_extractor
 from .sandbox import Limits, run_tests_many
 from .trainer import data_file_kind, gsm8k_answer, load_split, resolve_checkpoint
 
@@ -42,41 +42,47 @@ def pass_at_k(
                     for a, b, d in zip(n.ravel(), c.ravel(), k.ravel())]).reshape(n.shape)
     return float(out) if out.ndim == 0 else out
 
-# %% ../nbs/05_evaluate.ipynb #37284c78
+# %% ../nbs/05_evaluate.ipynb #7ade1774
+def _first_equivalent(reps:list, a:str|None, equal, timeout_s:float) -> int|None:
+    "Index of the first representative in `reps` equivalent to answer `a` (no answer matches nothing), or None."
+    js = [j for j, r in enumerate(reps) if r is not None and a is not None]
+    if equal == "exact" or not js: return None      # identical strings were merged before we get here
+    if equal == "math": same = [r is True for r in math_pool().map([(reps[j], a) for j in js], timeout_s)]
+    else: same = [bool(equal(reps[j], a)) for j in js]
+    return next((j for j, s in zip(js, same) if s), None)
+
 def answer_groups(
-    answers:list,          # extracted answers; None = no answer (does not vote)
+    answers:list,          # extracted answers; None or "" = no answer
     equal="math",          # "math" (math-verify), "exact" (identical strings) or a function (a, b) -> bool
     timeout_s:float=5.0,   # per math-verify comparison
+    unanswered:str="skip", # samples without an answer: "skip" (they do not vote) or "vote" (one group of their own)
 ) -> list[list[int]]:      # groups of indices of equivalent answers, in order of first appearance
     "Group equivalent answers; identical strings always share a group."
+    if not (equal in ("math", "exact") or callable(equal)):
+        raise ValueError(f"equal={equal!r} must be 'math', 'exact' or a function")
+    if unanswered not in ("skip", "vote"): raise ValueError(f"unanswered={unanswered!r} must be 'skip' or 'vote'")
     reps, groups, by_text = [], [], {}
     for i, a in enumerate(answers):
-        if a is None or not str(a).strip(): continue
-        a = str(a).strip()
-        if a in by_text:
-            groups[by_text[a]].append(i)
-            continue
-        if equal == "exact": same = [False] * len(reps)
-        elif equal == "math":
-            same = [r is True for r in math_pool().map([(r, a) for r in reps], timeout_s)] if reps else []
-        elif callable(equal): same = [bool(equal(r, a)) for r in reps]
-        else: raise ValueError(f"equal={equal!r} must be 'math', 'exact' or a function")
-        j = same.index(True) if True in same else None
-        if j is None:
-            reps.append(a)
-            groups.append([])
-            j = len(groups) - 1
-        by_text[a] = j
-        groups[j].append(i)
+        a = str(a).strip() if a is not None and str(a).strip() else None
+        if a is None and unanswered == "skip": continue
+        if a not in by_text:
+            j = _first_equivalent(reps, a, equal, timeout_s)
+            if j is None:
+                reps.append(a)
+                groups.append([])
+                j = len(groups) - 1
+            by_text[a] = j
+        groups[by_text[a]].append(i)
     return groups
 
-# %% ../nbs/05_evaluate.ipynb #83e15d31
+# %% ../nbs/05_evaluate.ipynb #52b9034f
 def majority_vote(
-    answers:list,         # extracted answers; None = no answer
-    equal="math",         # how answers are grouped (see `answer_groups`)
-) -> int|None:            # index of the first member of the largest group; None if no sample answered
+    answers:list,          # extracted answers; None = no answer
+    equal="math",          # how answers are grouped (see `answer_groups`)
+    unanswered:str="skip", # "skip": samples without an answer do not vote; "vote": they vote together, as in lighteval
+) -> int|None:             # index of the first member of the largest group; None if no group
     "The sample whose answer wins the vote; ties go to the group that appeared first."
-    groups = answer_groups(answers, equal)
+    groups = answer_groups(answers, equal, unanswered=unanswered)
     if not groups: return None
     return max(groups, key=len)[0]   # max keeps the first of equal maxima: the earliest group
 
@@ -85,7 +91,8 @@ def summarize(
     records:list[dict],   # one per sample: `problem`, `correct`, `answer`, `length`, `format`, `truncated`
     ks=(1,),              # the k of pass@k and cons@k (each <= samples per problem)
     equal="math",         # answer grouping for cons@k
-) -> dict:                # pass@1, pass@k, cons@k, mean_length, format, truncated, problems, samples, unjudged
+    unanswered="skip",    # cons@k: samples without an answer do not vote ("skip") or vote together ("vote")
+) -> dict:                # pass@k, cons@k, answered, mean_length, format, truncated, problems, samples, unjudged
     "Benchmark metrics from per-sample records."
     by_problem = {}
     for r in records: by_problem.setdefault(r["problem"], []).append(r)
@@ -100,10 +107,11 @@ def summarize(
     out = {"problems": len(rs), "samples": n, "pass@1": float(c.mean() / n)}
     for k in ks: out[f"pass@{k}"] = float(np.mean(pass_at_k(n, c, k)))
     for k in [k for k in ks if k > 1]:   # cons@1 would just be the first sample's correctness
-        votes = [majority_vote([x["answer"] for x in v[:k]], equal) for v in rs]
+        votes = [majority_vote([x["answer"] for x in v[:k]], equal, unanswered) for v in rs]
         out[f"cons@{k}"] = float(np.mean([0.0 if w is None else float(bool(v[w]["correct"]))
                                           for v, w in zip(rs, votes)]))
     flat = [x for v in rs for x in v]
+    out["answered"] = float(np.mean([x.get("answer") not in (None, "") for x in flat]))
     for key, name in (("length", "mean_length"), ("format", "format"), ("truncated", "truncated")):
         if all(key in x for x in flat): out[name] = float(np.mean([float(x[key]) for x in flat]))
     out["unjudged"] = sum(x["correct"] is None for x in flat)
@@ -207,13 +215,14 @@ def code_program(
     code = extract_code(completion)
     return prompt + (trim_stops(completion, stops) if code is None else "\n" + code)
 
-# %% ../nbs/05_evaluate.ipynb #3a3d2190
+# %% ../nbs/05_evaluate.ipynb #44435a3b
 def score(
     bench:str|Benchmark,      # the benchmark
     rows:list[dict],          # the problem of each completion (from `load_benchmark`)
     completions:list[str],    # the texts to judge
     limits:Limits|None=None,  # sandbox limits (code)
     max_workers:int|None=None, # sandbox programs at once (code); default 4 per CPU
+    extractor:str="r1",       # how maths answers are read (`EXTRACTORS`): "r1" (<answer>, \boxed{}) or "lighteval"
 ) -> tuple[list, list]:       # extracted answers (the program for code), correctness (1.0/0.0, None: not judgeable)
     "Judge completions with the benchmark's scorer."
     b = bench if isinstance(bench, Benchmark) else get_benchmark(bench)
@@ -222,8 +231,13 @@ def score(
         progs = [code_program(r["prompt"], c, b.stop) for r, c in zip(rows, completions)]
         workers = max_workers or 4 * (os.cpu_count() or 1)
         return progs, run_tests_many(progs, [r["tests"] for r in rows], limits, workers)
-    answers = [extract_answer(c) for c in completions]
-    return answers, accuracy_reward(completions, answer=[r["answer"] for r in rows], exact=b.scorer == "exact")
+    golds = [r["answer"] for r in rows]
+    if b.scorer == "exact":
+        read = resolve_extractor(extractor)
+        return [read(c) for c in completions], accuracy_reward(completions, answer=golds, exact=True,
+                                                                extractor=extractor)
+    answers, correct = judge_math(golds, completions, extractor)
+    return answers, [None if r is None else float(r) for r in correct]
 
 # %% ../nbs/05_evaluate.ipynb #908740b7
 def _records(rows, ro, answers, correct, formats, first:int) -> list[dict]:
@@ -249,7 +263,9 @@ def run_benchmark(
     equal:str|None=None,       # answer grouping for cons@k; default "exact" for toy/code, "math" otherwise
     progress:bool=True,        # tqdm bar
     model_name:str="model",    # label in the summary
-) -> dict:                     # the summary (see `summarize`) plus bench, model, seconds, files
+    extractor:str="r1",        # how maths answers are read (`EXTRACTORS`): "r1" or "lighteval"
+    unanswered:str="skip",     # cons@k: samples without an answer "skip" the vote, or "vote" together (lighteval)
+) -> dict:                     # the summary (see `summarize`) plus bench, model, extractor, seconds, files
     "Sample, score and summarize one model on one benchmark, writing per-sample JSONL as it goes."
     from r1_ref.rollout import format_prompt
     b = bench if isinstance(bench, Benchmark) else get_benchmark(bench)
@@ -261,6 +277,7 @@ def run_benchmark(
     tpl = template or b.template
     prompts = [format_prompt(r["prompt"], tpl, tokenizer, system) for r in rows]
     chunk = chunk or max(1, 64 // n_samples)
+    prefilled = all(p.rstrip().endswith("<think>") for p in prompts)   # the chat template opened the reasoning
     f, files = None, {}
     if out_dir is not None:
         out = Path(out_dir)
@@ -273,8 +290,9 @@ def run_benchmark(
         for s in range(0, len(rows), chunk):
             ro = engine.generate(prompts[s:s + chunk], n_samples)
             per = [r for r in rows[s:s + chunk] for _ in range(n_samples)]
-            answers, correct = score(b, per, ro.completions)
-            recs = _records(rows[s:s + chunk], ro, answers, correct, format_reward(ro.completions), s)
+            answers, correct = score(b, per, ro.completions, extractor=extractor)
+            formats = format_reward(ro.completions, think_prefilled=prefilled)
+            recs = _records(rows[s:s + chunk], ro, answers, correct, formats, s)
             records += recs
             if f is not None:
                 f.write("".join(json.dumps(r) + "\n" for r in recs))
@@ -284,8 +302,8 @@ def run_benchmark(
         bar.close()
     finally:
         if f is not None: f.close()
-    summ = {"bench": b.name, "model": model_name,
-            **summarize(records, ks, equal or ("math" if b.scorer == "math" else "exact")),
+    summ = {"bench": b.name, "model": model_name, "extractor": extractor, "unanswered": unanswered,
+            **summarize(records, ks, equal or ("math" if b.scorer == "math" else "exact"), unanswered),
             "seconds": round(time.time() - t0, 1), "template": tpl, "files": files}
     if out_dir is not None: Path(files["summary"]).write_text(json.dumps(summ, indent=1))
     return summ
@@ -371,6 +389,8 @@ def eval_cli(
     device:str|None=None,       # "cuda", "cpu", ...; default cuda if available
     dtype:str|None=None,        # weights' dtype: bfloat16, float16 or float32; default bfloat16 on cuda, float32 on cpu
     progress:bool=True,         # tqdm bars
+    extractor:str="r1",         # how maths answers are read: "r1" (<answer>, \boxed{}) or "lighteval" (as published)
+    unanswered:str="skip",      # cons@k: samples without an answer "skip" the vote or "vote" together (lighteval)
 ) -> dict:                      # {"summaries": [...], "table": str, "files": {...}}
     "Evaluate one or more checkpoints on a benchmark; print and save the comparison table and plot."
     import torch
@@ -403,13 +423,14 @@ def eval_cli(
         if label in [x["model"] for x in summaries]: label += f"-{len(summaries) + 1}"   # keep output folders apart
         summaries.append(run_benchmark(b, engine, n, [1, *ks], max_problems, data, template, tok, system,
                                        out / label / b.name, chunk=max(1, batch_size // n), progress=progress,
-                                       model_name=label))
+                                       model_name=label, extractor=extractor, unanswered=unanswered))
         del model, engine
     table = compare_table(summaries)
     files = {"table": str(out / f"{b.name}-compare.md"), "plot": str(out / f"{b.name}-compare.png")}
     Path(files["table"]).write_text(table + "\n")
     plot_comparison(summaries, out=files["plot"])
-    print(f"\n{b.name}: {summaries[0]['problems']} problems, {n} sample(s) each, T={temperature}, top-p {top_p}"
+    print(f"\n{b.name}: {summaries[0]['problems']} problems, {n} sample(s) each, T={temperature}, top-p {top_p}, "
+          f"answers read by {extractor!r}"
           f"\n{table}")
     print(f"results: {files['table']}, {files['plot']}, per-sample JSONL in {out}/<model>/{b.name}/samples.jsonl")
     return {"summaries": summaries, "table": table, "files": files}
@@ -437,10 +458,17 @@ def add_eval_args(p):
     p.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
     p.add_argument("--dtype", default=None, choices=["bfloat16", "float16", "float32"],
                    help="weights' dtype (default: bfloat16 on cuda)")
+    p.add_argument("--extractor", default="r1",
+                   help="how maths answers are read: r1 (<answer>/\\boxed{}, as the reward; default), lighteval "
+                        "(\\boxed{}, 'answer is X', else the last number: comparable with lighteval's published "
+                        "numbers) or package.module:function")
+    p.add_argument("--unanswered", default="skip", choices=["skip", "vote"],
+                   help="cons@k: samples without an answer do not vote (skip; default) or vote together for "
+                        "'no answer' (vote, as lighteval's maj@n)")
     return p
 
 def eval_main(args) -> dict:
     "Run `eval_cli` with the arguments parsed by a parser set up by `add_eval_args`."
     return eval_cli(args.models, args.bench, args.k, args.n_samples, args.max_problems, args.out, args.temperature,
                     args.top_p, args.max_new_tokens, args.template, args.system, args.data, args.batch_size, args.seed,
-                    args.device, args.dtype)
+                    args.device, args.dtype, extractor=args.extractor, unanswered=args.unanswered)

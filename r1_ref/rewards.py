@@ -12,10 +12,11 @@ from typing import Callable
 from .sandbox import Limits, run_tests_many
 
 # %% auto #0
-__all__ = ['TAGS', 'REWARDS', 'as_texts', 'column', 'split_think_answer', 'format_reward', 'tag_count_reward', 'last_boxed',
-           'extract_answer', 'parse_math', 'math_equal', 'MathPool', 'math_pool', 'accuracy_reward', 'extract_code',
-           'code_reward', 'think_text', 'language_consistency_reward', 'overlong_penalty', 'combine_rewards',
-           'RewardSpecError', 'register_reward', 'resolve_reward', 'reward_part_names', 'make_reward']
+__all__ = ['TAGS', 'EXTRACTORS', 'REWARDS', 'as_texts', 'column', 'split_think_answer', 'format_reward', 'tag_count_reward',
+           'last_boxed', 'extract_answer', 'parse_math', 'math_equal', 'MathPool', 'math_pool', 'drop_reasoning',
+           'lighteval_answer', 'resolve_extractor', 'judge_math', 'accuracy_reward', 'extract_code', 'code_reward',
+           'think_text', 'language_consistency_reward', 'overlong_penalty', 'combine_rewards', 'RewardSpecError',
+           'register_reward', 'resolve_reward', 'reward_part_names', 'make_reward']
 
 # %% ../nbs/02_rewards.ipynb #a5c06a10
 def as_texts(completions:list) -> list[str]:
@@ -124,21 +125,28 @@ def math_equal(
     p = parse_math(pred)
     return p is not None and bool(verify(g, p, timeout_seconds=None))
 
-# %% ../nbs/02_rewards.ipynb #f60f1344
+# %% ../nbs/02_rewards.ipynb #00a6f783
 def _math_worker():
-    "Loop of a math worker process: read `[gold, pred]` JSON lines, answer `true`/`false`/`null`."
+    "Loop of a math worker process: read `[gold, text, extractor]` JSON lines, answer `[correct, answer]`."
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     import math_verify  # noqa: F401  (import once, before saying ready)
     print("ready", flush=True)
     for line in sys.stdin:
-        gold, pred = json.loads(line)
-        try: r = math_equal(gold, pred)
+        gold, text, extractor = json.loads(line)   # extractor None: `text` is already the answer
+        try: read = None if extractor is None else resolve_extractor(extractor)
+        except Exception as e:                     # a reader this process cannot import: say so, do not score 0
+            print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
+            continue
+        pred = text if read is None else None
+        try:
+            if read is not None: pred = read(text)
+            r = math_equal(gold, pred)
         except Exception: r = False
-        print(json.dumps(r), flush=True)
+        print(json.dumps([r, pred]), flush=True)
 
-# %% ../nbs/02_rewards.ipynb #d52d70be
+# %% ../nbs/02_rewards.ipynb #ddd4ff76
 class MathPool:
-    "A few worker processes that run `math_equal` with a hard timeout per comparison."
+    "A few worker processes that read answers and compare them by math-verify, with a hard timeout per item."
     TIMEOUT = "timeout"
     def __init__(self,
                  n_workers:int=2,           # worker processes
@@ -169,12 +177,12 @@ class MathPool:
             p.kill()
             p.wait()
 
-    def _run_chunk(self, i:int, pairs:list, timeout_s:float) -> list:
+    def _run_chunk(self, i:int, items:list, timeout_s:float) -> list:
         out = []
-        for gold, pred in pairs:
+        for item in items:
             if self.procs[i] is None or self.procs[i].poll() is not None: self._start(i)
             p = self.procs[i]
-            p.stdin.write(json.dumps([gold, pred]) + "\n")
+            p.stdin.write(json.dumps(item) + "\n")
             p.stdin.flush()
             line = self._readline(p, timeout_s)
             if line is None:
@@ -183,13 +191,10 @@ class MathPool:
             else: out.append(json.loads(line))
         return out
 
-    def map(self,
-            pairs:list[tuple[str, str|None]], # (gold, extracted answer) pairs
-            timeout_s:float=5.0,              # seconds per comparison before the worker is killed
-           ) -> list:                         # True / False / None (gold unparsable) / "timeout", per pair
-        "Compare every pair in the worker processes, `timeout_s` each."
+    def _map(self, items:list, timeout_s:float) -> list:
+        "Send `[gold, text, extractor]` items to the workers, `timeout_s` each; their replies (or TIMEOUT), in order."
         with self.lock:
-            chunks = [pairs[i::self.n] for i in range(self.n)]
+            chunks = [items[i::self.n] for i in range(self.n)]
             res, errs = [None] * self.n, []
             def work(i):
                 try: res[i] = self._run_chunk(i, chunks[i], timeout_s)
@@ -198,10 +203,29 @@ class MathPool:
             for t in ts: t.start()
             for t in ts: t.join()
             if errs: raise errs[0]
-            out = [None] * len(pairs)
+            out = [None] * len(items)
             for i in range(self.n):
                 if res[i] is not None: out[i::self.n] = res[i]
             return out
+
+    def map(self,
+            pairs:list[tuple[str, str|None]], # (gold, extracted answer) pairs
+            timeout_s:float=5.0,              # seconds per comparison before the worker is killed
+           ) -> list:                         # True / False / None (gold unparsable) / "timeout", per pair
+        "Compare every pair in the worker processes, `timeout_s` each."
+        return [r if r == self.TIMEOUT else r[0] for r in self._map([[g, a, None] for g, a in pairs], timeout_s)]
+
+    def judge(self,
+              golds:list,          # reference answers (str, or None: cannot judge)
+              completions:list,    # texts to read the answers from
+              extractor:str,       # 'package.module:function' of an answer extractor (the workers import it)
+              timeout_s:float=5.0, # seconds per completion, reading and comparing, before the worker is killed
+             ) -> list[tuple]:     # (True / False / None / "timeout", the answer read or None), per completion
+        "Read each completion's answer with `extractor` and compare it with its gold, in the worker processes."
+        out = self._map([[g, c, extractor] for g, c in zip(golds, completions)], timeout_s)
+        err = next((r["error"] for r in out if isinstance(r, dict)), None)
+        if err: raise RuntimeError(f"a math worker cannot use the extractor {extractor!r}: {err}")
+        return [(r, None) if r == self.TIMEOUT else tuple(r) for r in out]
 
     def close(self):
         "Stop the workers."
@@ -218,24 +242,83 @@ def math_pool() -> MathPool:
         atexit.register(_pool.close)
     return _pool
 
-# %% ../nbs/02_rewards.ipynb #928c22e6
+# %% ../nbs/02_rewards.ipynb #3993186a
+def drop_reasoning(
+    text:str,                         # a completion
+    tags=(("<think>", "</think>"),),  # (start, end) pairs whose spans are removed
+) -> str:                             # the text without them
+    "`text` without every `start…end` span, as lighteval removes reasoning before extracting (both tags must be there)."
+    for start, end in tags:
+        while (i := text.find(start)) >= 0 and (j := text.find(end, i)) >= 0: text = text[:i] + text[j + len(end):]
+    return text
+
+# %% ../nbs/02_rewards.ipynb #372540f7
+def lighteval_answer(
+    completion:str,  # the generated text
+) -> str|None:       # the answer lighteval's GSM8K metric reads, or None
+    "The answer as lighteval's `expr_gold_metric` reads it: math-verify's regexes by priority, reasoning removed."
+    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse
+    targets = [ExprExtractionConfig(), LatexExtractionConfig(boxed_match_priority=0)]   # \boxed{} first
+    found = parse(drop_reasoning(completion), targets, fallback_mode="first_match", parsing_timeout=None)
+    text = next((x for x in found if isinstance(x, str)), "").strip().rstrip(".").strip()   # the text that matched,
+    return text or None                                                                      # a full stop dropped
+
+# %% ../nbs/02_rewards.ipynb #a7638cfa
+EXTRACTORS:dict[str, Callable|str] = {  # name -> 'module:function' (or a function) mapping completion -> answer or None
+    "r1": "r1_ref.rewards:extract_answer",           # R1's rule: the last <answer> block (its \boxed{}), else \boxed{}
+    "lighteval": "r1_ref.rewards:lighteval_answer",  # lighteval's GSM8K metric: \boxed{}, "answer is X", last number
+}
+
+def resolve_extractor(
+    spec:str,  # an `EXTRACTORS` name or 'package.module:function'
+) -> Callable: # completion -> answer text or None
+    "The answer extractor `spec` names."
+    target = EXTRACTORS.get(spec, spec)
+    if callable(target): return target
+    if not isinstance(target, str) or ":" not in target:
+        known = ", ".join(EXTRACTORS)
+        raise ValueError(f"unknown answer extractor {spec!r}; known: {known}, or 'package.module:function'")
+    mod, _, attr = target.partition(":")
+    return getattr(importlib.import_module(mod), attr)
+
+# %% ../nbs/02_rewards.ipynb #84dafaca
+def judge_math(
+    golds:list,              # the reference answer of each completion (None: cannot judge)
+    completions:list[str],   # generated texts
+    extractor:str="r1",      # how answers are read: an `EXTRACTORS` name or 'package.module:function'
+    timeout_s:float=5.0,     # seconds per completion (reading and comparing) before its worker is killed
+) -> tuple[list, list]:      # the answers read (None: none); True / False / None (gold unusable) per completion
+    "Read each completion's answer with `extractor` and compare it with its gold by math-verify, in the worker pool."
+    if len(golds) != len(completions): raise ValueError(f"{len(golds)} golds for {len(completions)} completions")
+    golds, fn = [None if g is None else str(g) for g in golds], resolve_extractor(extractor)   # fails here if bad
+    target = EXTRACTORS.get(extractor, extractor)
+    spec = target if isinstance(target, str) else f"{fn.__module__}:{fn.__qualname__}"   # what the workers import
+    if spec.startswith("__main__:") or "<" in spec:
+        raise ValueError(f"extractor {extractor!r} ({spec}): the math workers cannot import it; define it in a module")
+    if not completions: return [], []
+    if spec == EXTRACTORS["r1"]:   # regular expressions: read here, only the comparison needs a killable worker
+        answers = [fn(c) for c in completions]
+        res = math_pool().map(list(zip(golds, answers)), timeout_s)
+    else: res, answers = (list(x) for x in zip(*math_pool().judge(golds, completions, spec, timeout_s)))
+    return answers, [None if r is None else r is True for r in res]
+
+# %% ../nbs/02_rewards.ipynb #c6cbd700
 def accuracy_reward(
     completions:list,         # generated texts (or conversations)
     answer:list|None=None,    # column: the reference answer of each completion's question
     exact:bool=False,         # compare stripped strings instead of math-verify (toy tasks; fast)
-    timeout_s:float=5.0,      # per comparison, for math-verify
+    timeout_s:float=5.0,      # per completion, for math-verify
+    extractor:str="r1",       # how the answer is read (`EXTRACTORS`): "r1" (tags, \boxed{}) or "lighteval"
     **columns,                # other dataset columns (unused)
 ) -> list[float|None]:        # 1.0 right, 0.0 wrong, None if the gold answer is unusable
     "1 if the completion's extracted answer equals the reference `answer`, by math-verify or exactly."
     texts = as_texts(completions)
     golds = column("answer", answer, len(texts))
-    preds = [extract_answer(t) for t in texts]
     if exact:
+        preds = [resolve_extractor(extractor)(t) for t in texts]
         return [None if g is None or not str(g).strip() else float(p is not None and p == str(g).strip())
                 for g, p in zip(golds, preds)]
-    res = (math_pool().map([(None if g is None else str(g), p) for g, p in zip(golds, preds)], timeout_s)
-           if texts else [])
-    return [None if r is None else float(r is True) for r in res]
+    return [None if r is None else float(r) for r in judge_math(golds, texts, extractor, timeout_s)[1]]
 
 # %% ../nbs/02_rewards.ipynb #cf65a6c4
 _FENCE = re.compile(r"```(?:python3?|py)?[ \t]*\n(.*?)```", re.S)
