@@ -6,7 +6,7 @@ Docs: https://r1-ref.github.io/r1_ref/trainer.html.md"""
 
 # %% ../nbs/04_trainer.ipynb #0ab9d6e4
 from __future__ import annotations
-import atexit, contextlib, copy, json, math, os, random, shutil, time
+import atexit, contextlib, copy, json, math, os, random, re, shutil, time
 from datetime import timedelta
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
@@ -19,14 +19,14 @@ from .rollout import ENGINES, make_engine, format_prompt, Rollout, forward_accep
 from . import rewards as R
 
 # %% auto #0
-__all__ = ['DTYPES', 'DATA_FILES', 'BAR_KEYS', 'PLOT_KEYS', 'ModelData', 'ToyWorld', 'Rewards', 'Optimization', 'Evaluation',
-           'Systems', 'GRPOConfig', 'ConfigError', 'world_size', 'check_sections', 'check_config', 'load_config',
-           'build_reward', 'data_file_kind', 'load_split', 'check_json_file', 'gsm8k_answer', 'prepare_rows',
-           'load_data', 'make_batch', 'completion_logits', 'token_logps', 'resolve_checkpoint', 'resolve_model',
-           'load_policy', 'lr_lambda', 'shard_fsdp2', 'own_fsdp', 'make_accelerator', 'gather_lists', 'sum_over_ranks',
-           'leave_process_group', 'leave_process_group_at_exit', 'Trainer', 'GRPOTrainer', 'Clock', 'score_rollout',
-           'micro_batches', 'NonFiniteLoss', 'shard_rows', 'informative_rows', 'tis_metrics', 'rollout_metrics',
-           'latest_checkpoint', 'plot_metrics']
+__all__ = ['DTYPES', 'DATA_FILES', 'AHA', 'BAR_KEYS', 'PLOT_KEYS', 'ModelData', 'ToyWorld', 'Rewards', 'Optimization',
+           'Evaluation', 'Systems', 'GRPOConfig', 'ConfigError', 'world_size', 'check_sections', 'check_config',
+           'load_config', 'build_reward', 'data_file_kind', 'load_split', 'check_json_file', 'gsm8k_answer',
+           'prepare_rows', 'load_data', 'make_batch', 'completion_logits', 'token_logps', 'resolve_checkpoint',
+           'resolve_model', 'load_policy', 'lr_lambda', 'shard_fsdp2', 'own_fsdp', 'make_accelerator', 'gather_lists',
+           'sum_over_ranks', 'leave_process_group', 'leave_process_group_at_exit', 'Trainer', 'GRPOTrainer', 'Clock',
+           'score_rollout', 'micro_batches', 'NonFiniteLoss', 'shard_rows', 'informative_rows', 'tis_metrics',
+           'rollout_metrics', 'latest_checkpoint', 'plot_metrics']
 
 # %% ../nbs/04_trainer.ipynb #986bdebf
 @dataclass
@@ -747,6 +747,8 @@ def tis_metrics(acc, w:torch.Tensor, mask:torch.Tensor, cap:float) -> dict:
     return {"tis_weight": s / max(n, 1), "tis_clipped": clipped / max(n, 1)}
 
 # %% ../nbs/04_trainer.ipynb #3b780958
+AHA = re.compile(r"\bwait\b", re.IGNORECASE)   # a reflection: R1's "aha" word in the reasoning (arXiv v1, Table 3)
+
 def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
     "Summary statistics of a scored rollout."
     mean = lambda xs: sum(xs) / len(xs) if xs else None   # None (JSON null): nothing to average
@@ -756,10 +758,14 @@ def rollout_metrics(ro:Rollout, totals, parts:dict) -> dict:
     m = {"reward": mean(valid), "reward_std": std}
     for k, v in parts.items(): m[f"reward/{k}"] = mean([x for x in v if x is not None])
     thinks = [("</think>" in c) for c in ro.completions]
-    if "accuracy" in parts:
-        m["accuracy_thinking"] = mean([a for a, t in zip(parts["accuracy"], thinks) if t and a is not None])
-        m["accuracy_direct"] = mean([a for a, t in zip(parts["accuracy"], thinks) if not t and a is not None])
-    m |= {"think_frac": mean([float(t) for t in thinks]),
+    reflects = [t and AHA.search(R.think_text(c)) is not None for c, t in zip(ro.completions, thinks)]
+    if "accuracy" in parts:   # accuracy among the completions that do / do not think, and that do / do not reflect
+        among = lambda keep: mean([a for a, k in zip(parts["accuracy"], keep) if k and a is not None])
+        m["accuracy_thinking"] = among(thinks)
+        m["accuracy_direct"] = among([not t for t in thinks])
+        m["accuracy_reflecting"] = among(reflects)
+        m["accuracy_not_reflecting"] = among([t and not r for t, r in zip(thinks, reflects)])
+    m |= {"think_frac": mean([float(t) for t in thinks]), "reflection_frac": mean([float(r) for r in reflects]),
           "completion_len": mean(lens), "completion_len_max": max(lens),
           "truncated_frac": mean([float(t) for t in ro.truncated])}
     return m
@@ -775,7 +781,7 @@ def evaluate(self:Trainer) -> dict:
     rows = [self.eval_rows[(rank * k + i) % n] for i in range(k)]
     ro, totals, parts = self.gather_scored(*self.rollout_and_score(rows, self.eval_engine, S), limit=n * S)
     m = rollout_metrics(ro, totals, parts)
-    keep = ["reward", "think_frac", "completion_len", "truncated_frac"]
+    keep = ["reward", "think_frac", "reflection_frac", "completion_len", "truncated_frac"]
     keep += [k for k in m if k.startswith(("reward/", "accuracy_"))]
     return {f"eval/{k.replace('reward/', '')}": m[k] for k in keep}
 
