@@ -106,7 +106,8 @@ def measure(path, rows, T=0.6):
     mean = lambda xs: round(sum(xs) / len(xs), 3) if xs else None
     th = [x for x in recs if x["think"]]
     return dict(accuracy=mean([x["acc"] for x in recs]), think_frac=mean([x["think"] for x in recs]),
-                accuracy_thinking=mean([x["acc"] for x in th]), completion_len=mean([x["len"] for x in recs]),
+                accuracy_thinking=mean([x["acc"] for x in th]),
+                accuracy_direct=mean([x["acc"] for x in recs if not x["think"]]), completion_len=mean([x["len"] for x in recs]),
                 trials=mean([x["trials"] for x in th]), wait_frac=mean([x["wait"] for x in recs]),
                 accuracy_wait=mean([x["acc"] for x in th if x["wait"]]),
                 accuracy_no_wait=mean([x["acc"] for x in th if not x["wait"]])), ro.completions[:3]
