@@ -41,26 +41,32 @@ def main():
     a = p.parse_args()
     out = Path(a.out) / f"think{a.think}"
     mix = ((1 - a.think) / 2, (1 - a.think) / 2, a.think)
+    tag = f"fw{a.format_weight}-lr{a.grpo_lr}"             # the GRPO settings name this run's directories
     t0 = time.time()
-    base = toy_base_model(out, steps=a.pretrain_steps, mix=mix, name="student-base", model_kwargs=STUDENT, progress=False)
+    base = toy_base_model(out, steps=a.pretrain_steps, mix=mix, name="student-base", model_kwargs=STUDENT,
+                          progress=False)
     t_base = time.time() - t0
-    import torch
     from transformers import AutoModelForCausalLM
-    n = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(base).parameters())
-    n_teacher = sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(latest_checkpoint("runs/toy-r1-zero")).parameters())
+    n_params = lambda path: sum(p.numel() for p in AutoModelForCausalLM.from_pretrained(path).parameters())
     cfg = SFTConfig(model=str(base), teacher="runs/toy-r1-zero", sft_data="runs/toy-distill/traces.jsonl",
-                    output_dir=str(out / f"sft-fw{a.format_weight}-lr{a.grpo_lr}"), lr=a.sft_lr, epochs=a.sft_epochs, eval_samples=4, progress=False)
-    t0 = time.time(); sft_log = SFTTrainer(cfg).train(); t_sft = time.time() - t0
-    grpo_log, t_grpo = grpo_for(base, out / f"grpo-fw{a.format_weight}-lr{a.grpo_lr}", t_sft, a.format_weight, a.grpo_lr)
-    both_log, t_both = grpo_for(latest_checkpoint(out / f"sft-fw{a.format_weight}-lr{a.grpo_lr}"), out / f"sft-grpo-fw{a.format_weight}-lr{a.grpo_lr}", t_sft, a.format_weight, a.grpo_lr)
+                    output_dir=str(out / f"sft-{tag}"), lr=a.sft_lr, epochs=a.sft_epochs, eval_samples=4,
+                    progress=False)
+    t0 = time.time()
+    sft_log = SFTTrainer(cfg).train()
+    t_sft = time.time() - t0                                 # every other arm gets this much wall-clock time
+    grpo_log, t_grpo = grpo_for(base, out / f"grpo-{tag}", t_sft, a.format_weight, a.grpo_lr)
+    both_log, t_both = grpo_for(latest_checkpoint(out / f"sft-{tag}"), out / f"sft-grpo-{tag}", t_sft,
+                                a.format_weight, a.grpo_lr)
     pick = lambda m: {k: m.get(k) for k in KEYS}
-    res = dict(command="python bench/distill_vs_rl.py " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items()),
-               student_params=n, teacher_params=n_teacher, think_share_in_pretraining=a.think,
+    args = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(a).items())
+    res = dict(command=f"python bench/distill_vs_rl.py {args}", student_params=n_params(base),
+               teacher_params=n_params(latest_checkpoint("runs/toy-r1-zero")), think_share_in_pretraining=a.think,
                pretrain_seconds=round(t_base), student_base=pick(sft_log[0]),
                sft=dict(seconds=round(t_sft), **pick(sft_log[-1])),
                grpo=dict(seconds=round(t_grpo), steps=len(grpo_log) - 1, **pick(grpo_log[-1])),
-               sft_then_grpo=dict(seconds=round(t_both), steps=len(both_log) - 1, start=pick(both_log[0]), **pick(both_log[-1])))
-    (out / f"result-fw{a.format_weight}-lr{a.grpo_lr}.json").write_text(json.dumps(res, indent=1))
+               sft_then_grpo=dict(seconds=round(t_both), steps=len(both_log) - 1, start=pick(both_log[0]),
+                                  **pick(both_log[-1])))
+    (out / f"result-{tag}.json").write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))
 
 if __name__ == "__main__": main()

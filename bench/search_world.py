@@ -107,7 +107,8 @@ def measure(path, rows, T=0.6):
     th = [x for x in recs if x["think"]]
     return dict(accuracy=mean([x["acc"] for x in recs]), think_frac=mean([x["think"] for x in recs]),
                 accuracy_thinking=mean([x["acc"] for x in th]),
-                accuracy_direct=mean([x["acc"] for x in recs if not x["think"]]), completion_len=mean([x["len"] for x in recs]),
+                accuracy_direct=mean([x["acc"] for x in recs if not x["think"]]),
+                completion_len=mean([x["len"] for x in recs]),
                 trials=mean([x["trials"] for x in th]), wait_frac=mean([x["wait"] for x in recs]),
                 accuracy_wait=mean([x["acc"] for x in th if x["wait"]]),
                 accuracy_no_wait=mean([x["acc"] for x in th if not x["wait"]])), ro.completions[:3]
@@ -123,7 +124,8 @@ def main():
     a = p.parse_args()
     base = Path(a.out) / a.name
     if not (base / "config.json").exists():
-        print(f"pretrained in {pretrain(base, a.digits, a.pretrain_steps, a.batch, a.pack, a.lr, init=a.init, seed=1 if a.init else 0):.0f} s")
+        seconds = pretrain(base, a.digits, a.pretrain_steps, a.batch, a.pack, a.lr, init=a.init, seed=1 if a.init else 0)
+        print(f"pretrained in {seconds:.0f} s")
     train, held_out = datasets(a.digits)
     m, ex = measure(base, list(held_out)); print("base", json.dumps(m), *ex, sep="\n  ")
     result = dict(command="python " + " ".join(sys.argv), base=m, base_examples=ex)
