@@ -124,7 +124,8 @@ def main():
     a = p.parse_args()
     base = Path(a.out) / a.name
     if not (base / "config.json").exists():
-        seconds = pretrain(base, a.digits, a.pretrain_steps, a.batch, a.pack, a.lr, init=a.init, seed=1 if a.init else 0)
+        seconds = pretrain(base, a.digits, a.pretrain_steps, a.batch, a.pack, a.lr, init=a.init,
+                           seed=1 if a.init else 0)
         print(f"pretrained in {seconds:.0f} s")
     train, held_out = datasets(a.digits)
     m, ex = measure(base, list(held_out)); print("base", json.dumps(m), *ex, sep="\n  ")
