@@ -413,8 +413,12 @@ def own_fsdp(cfg:Systems, acc) -> bool:
 def make_accelerator(cfg:Systems):
     "The job's `Accelerator`: gloo for several CPU processes, a collective timeout, and `cfg.log_with`'s trackers."
     from accelerate import Accelerator, InitProcessGroupKwargs
+    from accelerate.state import AcceleratorState
     own = cfg.fsdp and world_size() > 1                                     # our FSDP2 has its own precision policy
-    acc = Accelerator(mixed_precision="no" if own else cfg.mixed_precision,
+    precision = "no" if own else cfg.mixed_precision
+    if world_size() == 1 and AcceleratorState._shared_state and AcceleratorState().mixed_precision != precision:
+        AcceleratorState._reset_state()   # one process (a notebook): an earlier trainer set another precision
+    acc = Accelerator(mixed_precision=precision,
                       cpu=world_size() > 1 and not torch.cuda.is_available(),       # several CPU processes: gloo
                       log_with=cfg.log_with or None, project_dir=cfg.output_dir,
                       kwargs_handlers=[InitProcessGroupKwargs(timeout=timedelta(seconds=cfg.dist_timeout_s))])

@@ -287,3 +287,14 @@ def test_bad_input_files_and_offline_ids_get_one_line(tmp_path, toy_cache):
         assert res.returncode == code and message in res.stderr, (args, res.returncode, res.stderr[-1500:])
         assert "Traceback" not in res.stderr and len([l for l in res.stderr.splitlines() if "error:" in l]) == 1
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").glob("checkpoint-*"))   # nothing written
+
+
+def test_second_trainer_with_another_precision_in_one_process():
+    "A notebook that builds a fp32 trainer, then a bf16 one, gets both (accelerate's state is a process-wide singleton)."
+    from types import SimpleNamespace
+    from r1_ref.trainer import make_accelerator
+    cfg = lambda mp: SimpleNamespace(fsdp=False, mixed_precision=mp, log_with=None, output_dir="runs/acc-test",
+                                     dist_timeout_s=60)
+    assert make_accelerator(cfg("no")).mixed_precision == "no"
+    assert make_accelerator(cfg("bf16")).mixed_precision == "bf16"
+    assert make_accelerator(cfg("no")).mixed_precision == "no"
