@@ -398,6 +398,8 @@ def eval_cli(
     from r1_ref.trainer import load_policy
     models = [models] if isinstance(models, str) else list(models)
     if not models: raise ValueError("give at least one model")
+    resolve_extractor(extractor)                     # bad reading options fail now, not after the first generation
+    if unanswered not in ("skip", "vote"): raise ValueError(f"unanswered={unanswered!r} must be 'skip' or 'vote'")
     b = get_benchmark(bench)
     ks = sorted(set(k or []))
     n = n_samples or (max(ks) if ks else 1)

@@ -279,7 +279,9 @@ def resolve_extractor(
         known = ", ".join(EXTRACTORS)
         raise ValueError(f"unknown answer extractor {spec!r}; known: {known}, or 'package.module:function'")
     mod, _, attr = target.partition(":")
-    return getattr(importlib.import_module(mod), attr)
+    try: return getattr(importlib.import_module(mod), attr)
+    except (ImportError, AttributeError) as e:   # one error naming what the user wrote, not a traceback
+        raise ValueError(f"answer extractor {spec!r}: cannot import {target!r} ({type(e).__name__}: {e})") from None
 
 # %% ../nbs/02_rewards.ipynb #84dafaca
 def judge_math(

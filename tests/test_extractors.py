@@ -191,3 +191,12 @@ def test_eval_flags_reach_eval_cli(monkeypatch):
     main(["eval", "some/model"])
     assert seen["kw"] == {"extractor": "r1", "unanswered": "skip"}
     with pytest.raises(SystemExit): main(["eval", "some/model", "--unanswered", "maybe"])
+
+
+def test_bad_reading_options_fail_before_any_model_loads():
+    "A mistyped --extractor / --unanswered is one clear error, raised before a model is loaded or sampled."
+    from r1_ref.evaluate import eval_cli
+    with pytest.raises(ValueError, match="answer extractor 'nosuchmod:read'"):
+        eval_cli(["no/such-model"], "toy", extractor="nosuchmod:read")
+    with pytest.raises(ValueError, match="unanswered='count'"):
+        eval_cli(["no/such-model"], "toy", unanswered="count")
