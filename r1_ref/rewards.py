@@ -317,7 +317,8 @@ def accuracy_reward(
     texts = as_texts(completions)
     golds = column("answer", answer, len(texts))
     if exact:
-        preds = [resolve_extractor(extractor)(t) for t in texts]
+        read = resolve_extractor(extractor)   # once per call: this is the toy's per-step path
+        preds = [read(t) for t in texts]
         return [None if g is None or not str(g).strip() else float(p is not None and p == str(g).strip())
                 for g, p in zip(golds, preds)]
     return [None if r is None else float(r) for r in judge_math(golds, texts, extractor, timeout_s)[1]]
