@@ -3,6 +3,7 @@ shows skill growth, length growth and a reflection that pays. It prints measurem
 
     python bench/patience_world.py NAME [--pretrain-steps N] [--keep W1,W2,W3,W4] [--retry R] [--rl-steps S]
                                         [--loss-type dapo|grpo|dr_grpo] [--seed S]
+    python bench/patience_world.py --measure OUT.json MODEL_OR_RUN_DIR ...   # measure models, e.g. r1-ref train runs
 
 Pretraining corpus: the toy's 4-digit sums in its three styles (40% bare, 30% tagged, 30% thinking), but a thinking
 document works only the first K columns (K drawn with weights --keep), then writes a guess of the total ("so 6812")
@@ -74,7 +75,19 @@ def measure(path, rows, T=0.6, max_new=96):
                 accuracy_shorter_half=mean([x["acc"] for x in by_len[:half]]),
                 accuracy_longer_half=mean([x["acc"] for x in by_len[half:]])), ro.completions[:4]
 
+def measure_runs(paths, out):
+    "Measure trained models or run directories (their newest checkpoint) on the held-out sums; write them to `out`."
+    from r1_ref.trainer import resolve_checkpoint
+    held_out = list(toy.toy_datasets(2000, 200, 4, 0)[1])
+    res = {}
+    for p in paths:
+        m, ex = measure(resolve_checkpoint(p), held_out)
+        res[p] = dict(result=m, examples=ex)
+        print(p, json.dumps(m), *ex, sep="\n  ")
+    Path(out).write_text(json.dumps(res, indent=1))
+
 def main():
+    if sys.argv[1] == "--measure": return measure_runs(sys.argv[3:], sys.argv[2])   # --measure OUT.json RUN ...
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("name"); p.add_argument("--pretrain-steps", type=int, default=1000)
     p.add_argument("--keep", default="0.35,0.3,0.25,0.1"); p.add_argument("--retry", type=float, default=0.1)

@@ -227,7 +227,8 @@ def resolve_student(cfg:SFTConfig) -> str:
         from r1_ref.toy import toy_base_model
         kw = SMALL_TOY if cfg.model == "toy-small" else {}
         return str(toy_base_model(cfg.toy_cache, steps=cfg.toy_pretrain_steps, n_digits=cfg.toy_digits,
-                                  progress=cfg.progress, name="base-small" if kw else "base", model_kwargs=kw))
+                                  progress=cfg.progress, name="base-small" if kw else "base", model_kwargs=kw,
+                                  keep=cfg.toy_keep, retry=cfg.toy_retry))
     return resolve_checkpoint(cfg.model, cfg.toy_cache)
 
 # %% ../nbs/06_distill.ipynb #e153977e

@@ -16,7 +16,8 @@ from .rewards import TAGS
 
 # %% auto #0
 __all__ = ['TOY_TEMPLATE', 'DEFAULT_MIX', 'LANG_B', 'scratchpad', 'sample_problem', 'toy_datasets', 'toy_completion',
-           'build_tokenizer', 'build_model', 'toy_document', 'pretrain', 'toy_base_model', 'toy_language_reward']
+           'build_tokenizer', 'build_model', 'toy_document', 'pretrain', 'toy_base_model', 'toy_language_reward',
+           'worked_solution']
 
 # %% ../nbs/03_toy_world.ipynb #f4919850
 def scratchpad(
@@ -111,10 +112,20 @@ def build_model(
 # %% ../nbs/03_toy_world.ipynb #c3df693c
 DEFAULT_MIX = (0.40, 0.30, 0.30)  # plain, answer, think
 
-def toy_document(rng:random.Random, n_digits:int, mix=DEFAULT_MIX, lang_mix:float=0.0, reflect:float=0.0) -> str:
+def toy_document(
+    rng:random.Random, n_digits:int,
+    mix=DEFAULT_MIX,        # probabilities of the plain / answer / think styles
+    lang_mix:float=0.0,     # section 7: share of scratchpad steps in the second language
+    reflect:float=0.0,      # section 7: share of scratchpad steps redone after 'wait'
+    keep:list|None=None,    # section 8: weights of working 1, 2, … columns before guessing (None: every column)
+    retry:float=0.0,        # section 8: probability that a partial solution doubts its guess and works the rest
+) -> str:
     "One pretraining document: template, a completion in a random style, `<eos>`."
     a, b = sample_problem(rng, n_digits)
     style = rng.choices(("plain", "answer", "think"), weights=mix)[0]
+    if style == "think" and keep:
+        cols = rng.choices(range(1, len(keep) + 1), weights=keep)[0]
+        return TOY_TEMPLATE.format(prompt=f"{a}+{b}") + worked_solution(a, b, rng, cols, retry) + "<eos>"
     messy = dict(rng=rng, lang_mix=lang_mix, reflect=reflect) if lang_mix or reflect else {}
     return TOY_TEMPLATE.format(prompt=f"{a}+{b}") + toy_completion(a, b, style, **messy) + "<eos>"
 
@@ -131,6 +142,8 @@ def pretrain(
     progress:bool=True,    # show a tqdm bar
     lang_mix:float=0.0,    # chapter 8: share of scratchpad steps in the second language
     reflect:float=0.0,     # chapter 8: share of scratchpad steps redone after 'wait'
+    keep:list|None=None,   # section 8: weights of working 1, 2, … columns before guessing (None: every column)
+    retry:float=0.0,       # section 8: probability that a partial solution doubts its guess and works the rest
 ) -> list[float]:          # loss per step
     "Next-token pretraining on batches of random toy documents."
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
@@ -139,8 +152,8 @@ def pretrain(
     rng, losses = random.Random(seed), []
     model.train()
     for _ in (bar := tqdm(range(steps), desc="pretrain base", disable=not progress)):
-        batch = tokenizer([toy_document(rng, n_digits, mix, lang_mix, reflect) for _ in range(batch_size)],
-                          padding=True, return_tensors="pt")
+        docs = [toy_document(rng, n_digits, mix, lang_mix, reflect, keep, retry) for _ in range(batch_size)]
+        batch = tokenizer(docs, padding=True, return_tensors="pt")
         labels = batch.input_ids.masked_fill(batch.attention_mask == 0, -100)
         loss = model(**batch, labels=labels).loss
         loss.backward()
@@ -164,18 +177,21 @@ def toy_base_model(
     model_kwargs:dict|None=None, # sizes passed to `build_model` (default: the standard toy)
     lang_mix:float=0.0,       # chapter 8: share of scratchpad steps in the second language
     reflect:float=0.0,        # chapter 8: share of scratchpad steps redone after 'wait'
+    keep:list|None=None,      # section 8: weights of working 1, 2, … columns before guessing (None: every column)
+    retry:float=0.0,          # section 8: probability that a partial solution doubts its guess and works the rest
 ) -> Path:                    # the directory to pass to `from_pretrained`
     "Path of the pretrained toy base model, building and caching it on first use."
     path = Path(out_dir) / name
     meta = (dict(steps=steps, n_digits=n_digits, mix=list(mix), seed=seed, version=3)
             | ({"model": model_kwargs} if model_kwargs else {})
-            | ({"lang_mix": lang_mix, "reflect": reflect} if lang_mix or reflect else {}))
+            | ({"lang_mix": lang_mix, "reflect": reflect} if lang_mix or reflect else {})
+            | ({"keep": list(keep), "retry": retry} if keep else {}))
     if (path / "toy.json").exists() and json.loads((path / "toy.json").read_text()) == meta: return path
     tok = build_tokenizer()
     model = build_model(tok, seed=seed, **(model_kwargs or {}))
     t0 = time.time()
     pretrain(model, tok, steps=steps, n_digits=n_digits, mix=mix, seed=seed, progress=progress,
-             lang_mix=lang_mix, reflect=reflect)
+             lang_mix=lang_mix, reflect=reflect, keep=keep, retry=retry)
     tmp = path.with_name(name + ".tmp")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
@@ -203,3 +219,20 @@ def toy_language_reward(
         a, b = sum(ch.isdigit() for ch in t), sum(ch in LANG_B for ch in t)
         out.append(a / (a + b) if a + b else 0.0)
     return out
+
+# %% ../nbs/03_toy_world.ipynb #b26708fb
+def worked_solution(
+    a:int, b:int,
+    rng:random.Random,       # draws the guess and the doubt
+    keep:int,                # columns worked before the rest is added in the head (>= the columns: all of them)
+    retry:float=0.0,         # probability that the guess is doubted ('so 6912? wait') and the rest worked out
+    guess_right:float=1.0,   # probability that the head-sum is right (else off by one in the first column not worked)
+) -> str:                    # '<think>…</think><answer>…</answer>'
+    "A thinking completion that works `keep` columns, guesses the total, and with probability `retry` doubts and redoes."
+    steps, total = scratchpad(a, b).split(" "), a + b
+    done = " ".join(steps[:keep])
+    if keep >= len(steps): return f"<think>{done} so {total}</think><answer>{total}</answer>"
+    guess = total if rng.random() < guess_right else max(0, total + rng.choice((-1, 1)) * 10 ** keep)
+    if rng.random() >= retry: return f"<think>{done} so {guess}</think><answer>{guess}</answer>"
+    rest = " ".join(steps[keep:])
+    return f"<think>{done} so {guess}? wait {rest} so {total}</think><answer>{total}</answer>"

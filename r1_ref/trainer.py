@@ -50,6 +50,8 @@ class ToyWorld:
     toy_train: int = 2000            # training problems
     toy_eval: int = 200              # held-out problems
     toy_pretrain_steps: int = 1000   # pretraining steps of the base model
+    toy_keep: list|None = None       # weights of working 1, 2, … columns before guessing (None: every column; ch. 3 §8)
+    toy_retry: float = 0.0           # probability that a partial solution doubts its guess and works the rest
     toy_cache: str = "runs"          # the base model is cached in toy_cache/base
 
 @dataclass
@@ -146,6 +148,11 @@ def check_sections(cfg) -> None:
         _bad("reward_weights", f"{len(cfg.reward_weights)} weights for {len(cfg.rewards)} rewards")
     build_reward(cfg)                  # every reward imports and takes its keyword arguments, before any model loads
     if cfg.mixed_precision not in ("no", "bf16", "fp16"): _bad("mixed_precision", f"{cfg.mixed_precision!r}")
+    keep = cfg.toy_keep
+    if keep is not None and not (isinstance(keep, list) and keep and all(isinstance(w, (int, float)) and w >= 0
+                                                                         for w in keep) and sum(keep) > 0):
+        _bad("toy_keep", f"{keep!r} is not a list of weights >= 0 with a positive sum")
+    if not 0 <= cfg.toy_retry <= 1: _bad("toy_retry", f"must be in [0, 1], got {cfg.toy_retry}")
     if cfg.fsdp and cfg.mixed_precision == "fp16": _bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
     if cfg.export_dtype not in (None, *DTYPES):
         _bad("export_dtype", f"{cfg.export_dtype!r} is not one of {list(DTYPES)}")
@@ -362,7 +369,7 @@ def resolve_model(cfg:GRPOConfig) -> str:
     if cfg.model != "toy": return resolve_checkpoint(cfg.model, cfg.toy_cache)
     from r1_ref.toy import toy_base_model
     return str(toy_base_model(cfg.toy_cache, steps=cfg.toy_pretrain_steps, n_digits=cfg.toy_digits,
-                              progress=cfg.progress))
+                              progress=cfg.progress, keep=cfg.toy_keep, retry=cfg.toy_retry))
 
 def load_policy(
     path:str,                         # a local directory or hub id

@@ -298,3 +298,36 @@ def test_second_trainer_with_another_precision_in_one_process():
     assert make_accelerator(cfg("no")).mixed_precision == "no"
     assert make_accelerator(cfg("bf16")).mixed_precision == "bf16"
     assert make_accelerator(cfg("no")).mixed_precision == "no"
+
+
+@pytest.mark.parametrize("args,message", [
+    (["toy_keep=[0,0]"], "config key 'toy_keep'"),
+    (["toy_keep=[-1,2]"], "config key 'toy_keep'"),
+    (["toy_retry=1.5"], "config key 'toy_retry'"),
+])
+def test_bad_partial_world_one_clear_error(args, message, tmp_path):
+    res = r1ref("train", *args, f"output_dir={tmp_path}", timeout=120)
+    assert res.returncode != 0 and message in res.stderr and "Traceback" not in res.stderr, res.stderr[-1500:]
+
+
+def test_partial_world_preset_builds_its_own_base(tmp_path):
+    "configs/toy_partial.yaml: the base is pretrained on partial solutions, cached under its own name, and trains."
+    import r1_ref.toy as toy
+    from r1_ref.trainer import load_config, resolve_model
+    preset = Path(__file__).parents[1] / "configs" / "toy_partial.yaml"
+    cfg = load_config(preset, [f"toy_cache={tmp_path}", "toy_pretrain_steps=2", "progress=false"])
+    assert cfg.rewards == ["accuracy"] and len(cfg.toy_keep) == cfg.toy_digits and 0 < cfg.toy_retry < 1
+    seen = []
+    real = toy.toy_document
+    toy.toy_document = lambda *a: seen.append(real(*a)) or seen[-1]
+    try: path = Path(resolve_model(cfg))
+    finally: toy.toy_document = real
+    meta = json.loads((path / "toy.json").read_text())
+    assert meta["keep"] == cfg.toy_keep and meta["retry"] == cfg.toy_retry
+    thinking = [d for d in seen if "<think>" in d]
+    assert thinking and all(" so " in d for d in thinking) and any("? wait " in d for d in thinking)
+    worked = {d.split("</think>")[0].count("=") for d in thinking if "wait" not in d}
+    assert worked == {1, 2, 3, 4}                        # columns worked before the guess: each of 1..4 appears
+    res = r1ref("train", str(preset), f"toy_cache={tmp_path}", "toy_pretrain_steps=2", "steps=1", "batch_size=16",
+                "toy_eval=8", "max_new_tokens=16", f"output_dir={tmp_path}/run", timeout=300)
+    assert res.returncode == 0 and "pretrained the toy base model" not in res.stdout, res.stderr[-1500:]
