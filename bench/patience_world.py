@@ -7,12 +7,12 @@ shows skill growth, length growth and a reflection that pays. It prints measurem
 
 Pretraining corpus: the toy's 4-digit sums in its three styles (40% bare, 30% tagged, 30% thinking), but a thinking
 document works only the first K columns (K drawn with weights --keep), then writes a guess of the total ("so 6812")
-that is right with probability --guess-right — a writer who stops early and adds the rest in the head. In a share --retry of the
-partial documents the writer doubts the guess: "so 6812? wait", works the remaining columns and writes the true
-total. The trainer runs the toy preset (configs/toy_r1_zero.yaml) from this base; the script measures the base and the
-result on the 200 held-out sums (T=0.6, top-p 0.95): accuracy overall / among thinking answers, think share, length,
-columns worked, share of answers with "wait", accuracy with and without it, and whether the guess before each "wait"
-was in fact wrong (a "wait" after a right guess is a superficial check).
+that is right with probability --guess-right — a writer who stops early and adds the rest in the head. In a share
+--retry of the partial documents the writer doubts the guess: "so 6812? wait", works the remaining columns and writes
+the true total. The trainer runs the toy preset (configs/toy_r1_zero.yaml) from this base; the script measures the
+base and the result on the 200 held-out sums (T=0.6, top-p 0.95): accuracy overall / among thinking answers, think
+share, length, columns worked, share of answers with "wait", accuracy with and without it, and whether the guess
+before each "wait" was in fact wrong (a "wait" after a right guess is a superficial check).
 """
 import argparse, json, random, re, sys, time
 from pathlib import Path

@@ -228,7 +228,7 @@ def worked_solution(
     retry:float=0.0,         # probability that the guess is doubted ('so 6912? wait') and the rest worked out
     guess_right:float=1.0,   # probability that the head-sum is right (else off by one in the first column not worked)
 ) -> str:                    # '<think>…</think><answer>…</answer>'
-    "A thinking completion that works `keep` columns, guesses the total, and with probability `retry` doubts and redoes."
+    "A thinking completion that works `keep` columns, guesses the total, and with chance `retry` doubts and redoes."
     steps, total = scratchpad(a, b).split(" "), a + b
     done = " ".join(steps[:keep])
     if keep >= len(steps): return f"<think>{done} so {total}</think><answer>{total}</answer>"
