@@ -18,31 +18,8 @@ import argparse, json, random, re, sys, time
 from pathlib import Path
 import torch
 import r1_ref.toy as toy
-from r1_ref.toy import TOY_TEMPLATE, scratchpad, sample_problem
-
-GUESS_RIGHT = 0.5   # share of the corpus's guesses that are right (--guess-right)
-
-def guess(rng, total, k):
-    "The total with columns >= k added in the head: right with probability GUESS_RIGHT, else off by one in column k."
-    return total if rng.random() < GUESS_RIGHT else max(0, total + rng.choice((-1, 1)) * 10 ** k)
-
-def worked(rng, a, b, keep, retry):
-    "A thinking completion that works `keep` columns, guesses the rest, and with probability `retry` doubts and redoes."
-    steps, total = scratchpad(a, b).split(" "), a + b
-    if keep >= len(steps): return f"<think>{' '.join(steps)} so {total}</think><answer>{total}</answer>"
-    g = guess(rng, total, keep)
-    if rng.random() >= retry: return f"<think>{' '.join(steps[:keep])} so {g}</think><answer>{g}</answer>"
-    think = f"{' '.join(steps[:keep])} so {g}? wait {' '.join(steps[keep:])} so {total}"
-    return f"<think>{think}</think><answer>{total}</answer>"
-
-def document(rng, n_digits, keep_w, retry, mix=(0.4, 0.3, 0.3)):
-    "One pretraining document: template, a completion in a random style, <eos>."
-    a, b = sample_problem(rng, n_digits)
-    style = rng.choices(("plain", "answer", "think"), weights=mix)[0]
-    if style == "plain": c = f" {a + b}"
-    elif style == "answer": c = f"<answer>{a + b}</answer>"
-    else: c = worked(rng, a, b, rng.choices(range(1, len(keep_w) + 1), weights=keep_w)[0], retry)
-    return TOY_TEMPLATE.format(prompt=f"{a}+{b}") + c + "<eos>"
+from functools import partial
+from r1_ref.toy import TOY_TEMPLATE
 
 def measure(path, rows, T=0.6, max_new=96):
     "Held-out pass@1 and the behaviours, one sample per question."
@@ -87,7 +64,7 @@ def measure_runs(paths, out):
     Path(out).write_text(json.dumps(res, indent=1))
 
 def main():
-    if sys.argv[1] == "--measure": return measure_runs(sys.argv[3:], sys.argv[2])   # --measure OUT.json RUN ...
+    if sys.argv[1:2] == ["--measure"]: return measure_runs(sys.argv[3:], sys.argv[2])   # --measure OUT.json RUN ...
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("name"); p.add_argument("--pretrain-steps", type=int, default=1000)
     p.add_argument("--keep", default="0.35,0.3,0.25,0.1"); p.add_argument("--retry", type=float, default=0.1)
@@ -98,15 +75,14 @@ def main():
     p.add_argument("--extra", nargs="*", default=[], help="more trainer key=value overrides")
     a = p.parse_args()
     keep_w = [float(w) for w in a.keep.split(",")]
-    global GUESS_RIGHT
-    GUESS_RIGHT = a.guess_right
     base = Path(a.out) / a.name
     if not (base / "config.json").exists():
-        toy.toy_document = lambda rng, n, *args: document(rng, n, keep_w, a.retry)   # pretrain() draws from this
+        # the library's corpus (chapter 3 §8); only the head-sums' accuracy is this script's own knob
+        toy.worked_solution = partial(toy.worked_solution, guess_right=a.guess_right)
         tok = toy.build_tokenizer()
         model = toy.build_model(tok, seed=0)
         t0 = time.time()
-        toy.pretrain(model, tok, steps=a.pretrain_steps, n_digits=4)
+        toy.pretrain(model, tok, steps=a.pretrain_steps, n_digits=4, keep=keep_w, retry=a.retry)
         model.save_pretrained(base); tok.save_pretrained(base)
         print(f"pretrained in {time.time() - t0:.0f} s")
     train, held_out = toy.toy_datasets(2000, 200, 4, 0)

@@ -117,7 +117,8 @@ def toy_document(
     mix=DEFAULT_MIX,        # probabilities of the plain / answer / think styles
     lang_mix:float=0.0,     # section 7: share of scratchpad steps in the second language
     reflect:float=0.0,      # section 7: share of scratchpad steps redone after 'wait'
-    keep:list|None=None,    # section 8: weights of working 1, 2, … columns before guessing (None: every column)
+    keep:list|None=None,    # section 8: weights of working 1, 2, … columns before guessing (None: every column);
+                            # when set, thinking documents are worked solutions and lang_mix / reflect do not apply
     retry:float=0.0,        # section 8: probability that a partial solution doubts its guess and works the rest
 ) -> str:
     "One pretraining document: template, a completion in a random style, `<eos>`."

@@ -149,8 +149,8 @@ def check_sections(cfg) -> None:
     build_reward(cfg)                  # every reward imports and takes its keyword arguments, before any model loads
     if cfg.mixed_precision not in ("no", "bf16", "fp16"): _bad("mixed_precision", f"{cfg.mixed_precision!r}")
     keep = cfg.toy_keep
-    if keep is not None and not (isinstance(keep, list) and keep and all(isinstance(w, (int, float)) and w >= 0
-                                                                         for w in keep) and sum(keep) > 0):
+    weights = isinstance(keep, list) and all(isinstance(w, (int, float)) and w >= 0 for w in keep)
+    if keep is not None and not (weights and sum(keep) > 0):
         _bad("toy_keep", f"{keep!r} is not a list of weights >= 0 with a positive sum")
     if not 0 <= cfg.toy_retry <= 1: _bad("toy_retry", f"must be in [0, 1], got {cfg.toy_retry}")
     if cfg.fsdp and cfg.mixed_precision == "fp16": _bad("mixed_precision", "fsdp=true supports 'no' and 'bf16'")
